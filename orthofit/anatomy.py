@@ -1,0 +1,424 @@
+"""Anatomy of a limb: the foot's axis, the side, landmarks and measurements.
+
+This module owns where anatomy is.  It finds the foot and its long axis in a
+levelled scan (z up, z = 0 on the floor), tells a left limb from a right one
+(hallux and arch medial, lateral malleolus lower and more posterior), and
+places the landmarks and measurements orthotists use, in the device frame,
+in mm.  Proportions come from :class:`orthofit.params.AnatomyParams`.  It must
+not read files, clean scans or build surfaces.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+from scipy.spatial import ConvexHull, QhullError
+
+from .errors import CannotServeError
+from .params import AnatomyParams
+
+__all__ = [
+    "LANDMARKS",
+    "MEASUREMENTS",
+    "FootAxis",
+    "SideEvidence",
+    "Anatomy",
+    "find_foot",
+    "detect_side",
+    "measure",
+]
+
+log = logging.getLogger(__name__)
+
+#: Landmark names, in the order reports list them.
+LANDMARKS = ("heel", "toe_tip", "mth1", "mth5", "sulcus", "navicular", "mt5_base",
+             "medial_malleolus", "lateral_malleolus", "ankle_center", "calf",
+             "leg_top", "fibular_head")
+
+#: Measurement names, in the order reports list them.
+MEASUREMENTS = ("foot_length_mm", "forefoot_width_mm", "heel_width_mm", "ankle_height_mm",
+                "medial_malleolus_height_mm", "lateral_malleolus_height_mm",
+                "ankle_circumference_mm", "calf_circumference_mm", "calf_height_mm",
+                "shank_length_mm", "ankle_angle_deg")
+
+# Iterations of heel -> metatarsal heads -> axis; it settles in two or three.
+_AXIS_ITERATIONS = 4
+# A footprint this much longer than wide is a foot (a stump end is round).
+_MIN_FOOTPRINT_ASPECT = 1.6
+# Bin width (mm) of sections along the foot.
+_BIN_MM = 2.0
+# Side cues saturate at these differences (mm): beyond, a cue is certain.
+_CUE_SCALE_MM = {"hallux": 8.0, "arch": 4.0, "malleoli": 8.0}
+# Below this summed confidence the side is reported as uncertain.
+SIDE_CONFIDENT = 0.5
+# Sections along the shank: spacing (mm) and margin above the malleoli and
+# below the cut top (mm).
+_SECTION_STEP_MM = 2.0
+_SECTION_MARGIN_MM = 10.0
+# The top share of the shank in which the knee's flare is looked for.
+_KNEE_TOP_SHARE = 0.15
+
+
+@dataclass(frozen=True)
+class FootAxis:
+    """The foot found in a levelled scan (z up, floor at z = 0), mm.
+
+    Attributes
+    ----------
+    heel : (3,) most posterior point of the heel
+    forward : (2,) unit xy direction from the heel to the metatarsal heads' midpoint
+    foot_length : heel to toe tip along ``forward``, mm
+    """
+
+    heel: np.ndarray
+    forward: np.ndarray
+    foot_length: float
+
+
+@dataclass(frozen=True)
+class SideEvidence:
+    """Which side a limb is, and why.
+
+    ``cues`` maps each cue (hallux, arch, malleoli) to a score in [-1, 1]:
+    positive says right (medial towards +y), negative says left.
+    """
+
+    side: str
+    confidence: float
+    cues: dict[str, float]
+
+
+@dataclass
+class Anatomy:
+    """Landmarks (name -> (3,) mm or None) and measurements (name -> float or None)."""
+
+    landmarks: dict[str, np.ndarray | None] = field(default_factory=dict)
+    measurements: dict[str, float | None] = field(default_factory=dict)
+    has_leg: bool = False
+
+
+def find_foot(points: np.ndarray, params: AnatomyParams) -> FootAxis:
+    """Find the foot and its long axis in levelled ``points`` (n, 3), mm.
+
+    The footprint (points near the floor) gives a first long axis by PCA; the
+    leg above marks the heel end.  Then heel, metatarsal heads and axis are
+    refined together: the axis runs from the heel to the midpoint of the
+    forefoot's medial and lateral extremes.
+
+    Raises
+    ------
+    CannotServeError
+        When the scan shows no foot (a residual limb, a leg without its foot).
+    """
+    no_foot = ("the scan shows no foot (a residual limb, or a leg scanned without "
+               "its foot); orthofit needs the foot and ankle in view")
+    z = points[:, 2]
+    footprint = points[z < params.footprint_height_mm]
+    if len(footprint) < params.min_foot_points:
+        raise CannotServeError(no_foot)
+    xy = footprint[:, :2]
+    centre = xy.mean(axis=0)
+    evals, evecs = np.linalg.eigh(np.cov((xy - centre).T))
+    if np.sqrt(evals[1] / max(evals[0], 1e-9)) < _MIN_FOOTPRINT_ASPECT:
+        raise CannotServeError(no_foot)
+    forward = evecs[:, 1]
+    # The leg stands over the heel: the top of the scan marks the back of the foot.
+    top = points[z > np.percentile(z, 90)][:, :2].mean(axis=0)
+    if (centre - top) @ forward < 0:
+        forward = -forward
+    low = points[z < params.heel_search_height_mm]
+    for _ in range(_AXIS_ITERATIONS):
+        along = low[:, :2] @ forward
+        heel = low[np.argmin(along)]
+        length = float(along.max() - along.min())
+        medial_or_lateral = _forefoot_extremes(low, heel, forward, length, params)
+        if medial_or_lateral is None:
+            raise CannotServeError(no_foot)
+        mid = 0.5 * (medial_or_lateral[0] + medial_or_lateral[1])
+        step = mid[:2] - heel[:2]
+        forward = step / np.linalg.norm(step)
+    along = low[:, :2] @ forward
+    heel = low[np.argmin(along)]
+    length = float(along.max() - along.min())
+    lo, hi = params.foot_length_range_mm
+    if not lo <= length <= hi:
+        raise CannotServeError(f"the foot found is {length:.0f} mm long, outside "
+                               f"{lo:.0f}-{hi:.0f} mm; check --units and that the "
+                               "foot is in the scan")
+    return FootAxis(heel=heel, forward=forward, foot_length=length)
+
+
+def _forefoot_extremes(points: np.ndarray, heel: np.ndarray, forward: np.ndarray,
+                       length: float, params: AnatomyParams
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The forefoot's extreme points on the two sides of the axis (+side, -side)."""
+    across = np.array([-forward[1], forward[0]])
+    rel = points[:, :2] - heel[:2]
+    u, v = rel @ forward, rel @ across
+    band = (u >= params.mth_band[0] * length) & (u <= params.mth_band[1] * length)
+    band &= points[:, 2] < params.mth_height_share * length
+    if band.sum() < 2:
+        return None
+    idx = np.flatnonzero(band)
+    return points[idx[np.argmax(v[idx])]], points[idx[np.argmin(v[idx])]]
+
+
+def detect_side(points: np.ndarray, foot_length: float, params: AnatomyParams) -> SideEvidence:
+    """Tell left from right in the device frame (+y is the subject's left).
+
+    For a right limb the medial side faces +y.  Three cues vote: the toes
+    reach further forward medially (hallux), the sole is higher medially at
+    the midfoot (arch), and the lateral malleolus sits lower and further back.
+    """
+    fl = foot_length
+    x, y, z = points.T
+    cues = {}
+    # Hallux: the front of the toes, compared on the two halves of the forefoot.
+    toes = points[(x > params.toe_band[0] * fl) & (z < params.toe_height_share * fl)]
+    cues["hallux"] = _half_difference(toes, value=lambda p: p[:, 0], reduce=np.max,
+                                      scale=_CUE_SCALE_MM["hallux"])
+    # Arch: the lowest sole points of each half of the midfoot.
+    mid = points[(x > params.arch_band[0] * fl) & (x < params.arch_band[1] * fl)
+                 & (z < params.toe_height_share * fl)]
+    cues["arch"] = _half_difference(mid, value=lambda p: p[:, 2],
+                                    reduce=lambda a: np.percentile(a, 5),
+                                    scale=_CUE_SCALE_MM["arch"])
+    # Malleoli: the lateral one (lower, further back) says which side is lateral.
+    plus, minus = _malleoli_pair(points, fl, params)
+    if plus is None or minus is None:
+        cues["malleoli"] = 0.0
+    else:
+        lower_back = (plus[2] - minus[2]) + (plus[0] - minus[0])
+        # The +y bump higher and further forward means +y is medial: right.
+        cues["malleoli"] = float(np.tanh(lower_back / _CUE_SCALE_MM["malleoli"]))
+    score = sum(cues.values())
+    side = "right" if score > 0 else "left"
+    confidence = min(1.0, abs(score) / len(cues))
+    return SideEvidence(side=side, confidence=round(confidence, 3),
+                        cues={k: round(v, 3) for k, v in cues.items()})
+
+
+def _half_difference(points: np.ndarray, *, value, reduce, scale: float) -> float:
+    """tanh((reduce(value) on the +y half - on the -y half) / scale); 0 when empty."""
+    if len(points) < 2:
+        return 0.0
+    centre = 0.5 * (points[:, 1].max() + points[:, 1].min())
+    plus, minus = points[points[:, 1] > centre], points[points[:, 1] <= centre]
+    if len(plus) == 0 or len(minus) == 0:
+        return 0.0
+    return float(np.tanh((reduce(value(plus)) - reduce(value(minus))) / scale))
+
+
+def _malleoli_pair(points: np.ndarray, fl: float, params: AnatomyParams
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The most prominent ankle points towards +y and towards -y."""
+    x, z = points[:, 0], points[:, 2]
+    box = ((x > params.malleolus_x_band[0] * fl) & (x < params.malleolus_x_band[1] * fl)
+           & (z > params.malleolus_z_band[0] * fl) & (z < params.malleolus_z_band[1] * fl))
+    if box.sum() < 2:
+        return None, None
+    sel = points[box]
+    return sel[np.argmax(sel[:, 1])], sel[np.argmin(sel[:, 1])]
+
+
+def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: float,
+            top_z: float, params: AnatomyParams) -> Anatomy:
+    """Landmarks and measurements of a closed limb in the device frame.
+
+    Parameters
+    ----------
+    mesh : closed limb, mm, device frame
+    filled : (n_vertices,) bool; True where the surface was filled in
+    side : 'left' or 'right'
+    foot_length : mm, from :func:`find_foot`
+    top_z : height of the flat cut closing the top of the leg, mm
+    """
+    fl = foot_length
+    verts = np.asarray(mesh.vertices)
+    x, y, z = verts.T
+    medial = 1.0 if side == "right" else -1.0
+    lm: dict[str, np.ndarray | None] = dict.fromkeys(LANDMARKS)
+    ms: dict[str, float | None] = dict.fromkeys(MEASUREMENTS)
+
+    low = verts[z < params.heel_search_height_mm]
+    lm["heel"] = low[np.argmin(low[:, 0])]
+    lm["toe_tip"] = low[np.argmax(low[:, 0])]
+    plus, minus = _forefoot_extremes(low, lm["heel"], np.array([1.0, 0.0]), fl, params)
+    lm["mth1"], lm["mth5"] = (plus, minus) if medial > 0 else (minus, plus)
+    lm["sulcus"] = _sulcus(verts, lm["mth1"], lm["mth5"], lm["toe_tip"], params)
+    lm["navicular"] = _extreme_near(verts, params.navicular_fraction * fl, medial,
+                                    z_max=params.navicular_height_share * fl,
+                                    half_width=params.landmark_window_share * fl)
+    lm["mt5_base"] = _extreme_near(verts, params.mt5_base_fraction * fl, -medial,
+                                   z_max=params.mth_height_share * fl,
+                                   half_width=params.landmark_window_share * fl)
+    plus, minus = _malleoli_pair(verts, fl, params)
+    lm["medial_malleolus"], lm["lateral_malleolus"] = (plus, minus) if medial > 0 else (minus, plus)
+    lm["ankle_center"] = 0.5 * (lm["medial_malleolus"] + lm["lateral_malleolus"])
+    scanned = verts[~filled] if (~filled).any() else verts
+    lm["leg_top"] = scanned[np.argmax(scanned[:, 2])]
+
+    ms["foot_length_mm"] = float(lm["toe_tip"][0] - lm["heel"][0])
+    ms["forefoot_width_mm"] = float(np.linalg.norm(lm["mth1"][:2] - lm["mth5"][:2]))
+    ms["heel_width_mm"] = _heel_width(verts, lm["heel"], params.heel_width_window_mm,
+                                      params.heel_width_height_share * fl)
+    ms["ankle_height_mm"] = float(lm["ankle_center"][2])
+    ms["medial_malleolus_height_mm"] = float(lm["medial_malleolus"][2])
+    ms["lateral_malleolus_height_mm"] = float(lm["lateral_malleolus"][2])
+
+    has_leg = top_z >= params.leg_min_height_foot_lengths * fl
+    if has_leg:
+        _measure_leg(mesh, lm, ms, medial, fl, top_z, params)
+    return Anatomy(landmarks=lm, measurements=ms, has_leg=has_leg)
+
+
+def _measure_leg(mesh: trimesh.Trimesh, lm: dict, ms: dict, medial: float, fl: float,
+                 top_z: float, params: AnatomyParams) -> None:
+    """Girths along the shank, calf, knee and fibular head, ankle angle."""
+    ankle = lm["ankle_center"]
+    start = max(lm["medial_malleolus"][2], lm["lateral_malleolus"][2]) + _SECTION_MARGIN_MM
+    stop = top_z - _SECTION_MARGIN_MM
+    if stop - start < 4 * _SECTION_STEP_MM:
+        return
+    # First pass: horizontal sections give the shank's axis; second pass: sections
+    # perpendicular to it give girths as a tape measure would.
+    heights = np.arange(start, stop, _SECTION_STEP_MM)
+    rough = _sections(mesh, np.array([0, 0, 0.0]), np.array([0, 0, 1.0]), heights)
+    centres = np.array([c for c, _ in rough if c is not None])
+    if len(centres) < 3:
+        return
+    axis = _fit_line_direction(centres)
+    origin = centres.mean(axis=0)
+    offsets = (np.array([0, 0, 1.0]) * heights[:, None] - origin) @ axis
+    offsets = offsets[(offsets >= (ankle - origin) @ axis)]
+    sections = _sections(mesh, origin, axis, offsets)
+    girth = np.array([g if g is not None else np.nan for _, g in sections])
+    if np.all(np.isnan(girth)):
+        return
+    calf_i = int(np.nanargmax(girth))
+    lm["calf"] = sections[calf_i][0]
+    ms["calf_circumference_mm"] = float(girth[calf_i])
+    ms["calf_height_mm"] = float(lm["calf"][2])
+    below_calf = girth[: calf_i + 1]
+    if np.isfinite(below_calf).any():
+        ms["ankle_circumference_mm"] = float(np.nanmin(below_calf))
+    lm["fibular_head"] = _fibular_head(mesh, girth, calf_i, lm, medial, fl, top_z, params)
+    end = lm["fibular_head"] if lm["fibular_head"] is not None else lm["leg_top"]
+    ms["shank_length_mm"] = float(np.linalg.norm(end - ankle))
+    shank = lm["calf"] - ankle
+    ms["ankle_angle_deg"] = float(np.degrees(np.arctan2(shank[2], shank[0])))
+
+
+def _fibular_head(mesh, girth, calf_i, lm, medial, fl, top_z, params) -> np.ndarray | None:
+    """Estimate the fibular head when the scan reaches the knee, else None.
+
+    The knee is in view when the leg reaches far enough above the ankle and
+    the girth widens again towards the top (the tibial plateau's flare).
+    """
+    reach = top_z - lm["ankle_center"][2]
+    if reach < params.knee_reach_foot_lengths * fl:
+        return None
+    above = girth[calf_i:]
+    top_n = max(2, int(len(girth) * _KNEE_TOP_SHARE))
+    waist = np.nanmin(above)
+    if not np.nanmax(girth[-top_n:]) >= (1 + params.knee_flare_share) * waist:
+        return None
+    height = top_z - params.fibular_head_below_knee_mm
+    verts = np.asarray(mesh.vertices)
+    ring = verts[np.abs(verts[:, 2] - height) <= params.slab_mm / 2]
+    if len(ring) == 0:
+        return None
+    return ring[np.argmax(-medial * ring[:, 1])]
+
+
+def _sections(mesh: trimesh.Trimesh, origin: np.ndarray, normal: np.ndarray,
+              offsets: np.ndarray) -> list[tuple[np.ndarray | None, float | None]]:
+    """Per plane: (centre (3,) of the section's convex hull, its perimeter mm).
+
+    The convex hull's perimeter is what a tape measure reads around a limb.
+    """
+    if len(offsets) == 0:
+        return []
+    lines, to_3d, _ = trimesh.intersections.mesh_multiplane(mesh, origin, normal, offsets)
+    out = []
+    for seg, mat in zip(lines, to_3d):
+        pts = np.asarray(seg).reshape(-1, 2)
+        if len(pts) < 3:
+            out.append((None, None))
+            continue
+        try:
+            hull = ConvexHull(pts)
+        except QhullError:
+            out.append((None, None))
+            continue
+        ring = pts[hull.vertices]
+        centre2 = _polygon_centroid(ring)
+        centre3 = mat[:3, :3] @ np.array([centre2[0], centre2[1], 0.0]) + mat[:3, 3]
+        out.append((centre3, float(hull.area)))
+    return out
+
+
+def _polygon_centroid(ring: np.ndarray) -> np.ndarray:
+    x, y = ring[:, 0], ring[:, 1]
+    xs, ys = np.roll(x, -1), np.roll(y, -1)
+    cross = x * ys - xs * y
+    area = cross.sum() / 2
+    if abs(area) < 1e-12:
+        return ring.mean(axis=0)
+    return np.array([((x + xs) * cross).sum(), ((y + ys) * cross).sum()]) / (6 * area)
+
+
+def _fit_line_direction(points: np.ndarray) -> np.ndarray:
+    """Unit direction (3,) of the least-squares line through ``points``, pointing up."""
+    _, _, vt = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)
+    direction = vt[0]
+    return direction if direction[2] > 0 else -direction
+
+
+def _sulcus(verts: np.ndarray, mth1: np.ndarray, mth5: np.ndarray, toe: np.ndarray,
+            params: AnatomyParams) -> np.ndarray:
+    """The toe crease: where the forefoot's top drops most steeply to the toes.
+
+    Returns the point on the top of the foot above the crease, on the line
+    between the metatarsal heads and the toe tip.
+    """
+    start = 0.5 * (mth1[0] + mth5[0])
+    stop = toe[0]
+    y_lo, y_hi = sorted((mth1[1], mth5[1]))
+    band = verts[(verts[:, 0] >= start) & (verts[:, 0] <= stop)
+                 & (verts[:, 1] >= y_lo) & (verts[:, 1] <= y_hi)]
+    if len(band) < 4:
+        return np.array([start, 0.5 * (y_lo + y_hi), 0.0])
+    edges = np.arange(start, stop + _BIN_MM, _BIN_MM)
+    which = np.digitize(band[:, 0], edges) - 1
+    tops = np.full(len(edges), np.nan)
+    np.fmax.at(tops, which, band[:, 2])
+    valid = np.flatnonzero(np.isfinite(tops))
+    if len(valid) < 3:
+        return np.array([start, 0.5 * (y_lo + y_hi), 0.0])
+    slope = np.gradient(tops[valid], edges[valid])
+    i = valid[int(np.argmin(slope))]
+    in_bin = band[which == i]
+    return in_bin[np.argmax(in_bin[:, 2])]
+
+
+def _extreme_near(verts: np.ndarray, x0: float, direction: float, *, z_max: float,
+                  half_width: float) -> np.ndarray | None:
+    """The point furthest towards ``direction`` (±y) near x = x0 below z_max."""
+    sel = verts[(np.abs(verts[:, 0] - x0) <= half_width) & (verts[:, 2] < z_max)]
+    if len(sel) == 0:
+        return None
+    return sel[np.argmax(direction * sel[:, 1])]
+
+
+def _heel_width(verts: np.ndarray, heel: np.ndarray, window: float, z_max: float) -> float:
+    """Widest mediolateral extent of the heel within ``window`` mm of its back."""
+    sel = verts[(verts[:, 0] - heel[0] <= window) & (verts[:, 2] < z_max)]
+    if len(sel) == 0:
+        return float("nan")
+    which = np.floor((sel[:, 0] - heel[0]) / _BIN_MM).astype(int)
+    widths = [np.ptp(sel[which == k, 1]) for k in np.unique(which)]
+    return float(max(widths))

@@ -1,0 +1,204 @@
+"""Cleaning a raw scan with Open3D: downsample, floor, outliers, clutter, normals.
+
+This module owns the steps that turn a raw scan's points into the limb's
+points with outward normals.  Open3D stays behind this boundary: every
+public function takes and returns numpy arrays (mm); Open3D objects live only
+inside a function.  It must not decide the device frame or find anatomy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+
+from .params import CleaningParams
+
+__all__ = [
+    "Floor",
+    "downsample",
+    "estimate_normals",
+    "find_floor",
+    "outlier_mask",
+    "largest_cluster_mask",
+    "surface_points",
+]
+
+log = logging.getLogger(__name__)
+
+# Each retry of downsampling grows the voxel a little beyond the square-root
+# estimate, so one retry nearly always suffices.
+_VOXEL_GROWTH = 1.05
+
+# Open3D's verbosity would print to stdout from C++; orthofit reports through logging.
+o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A floor or platform plane found in a scan.
+
+    Attributes
+    ----------
+    normal : (3,) float, unit; points from the floor towards the limb
+    point : (3,) float, mm; a point on the plane
+    inliers : (n,) bool; points within the inlier distance of the plane
+    """
+
+    normal: np.ndarray
+    point: np.ndarray
+    inliers: np.ndarray
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        """Signed height of ``points`` (n, 3) above the plane, mm."""
+        return (points - self.point) @ self.normal
+
+
+def _cloud(points: np.ndarray, normals: np.ndarray | None = None) -> o3d.geometry.PointCloud:
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.ascontiguousarray(points)))
+    if normals is not None:
+        cloud.normals = o3d.utility.Vector3dVector(np.ascontiguousarray(normals))
+    return cloud
+
+
+def surface_points(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float,
+                   *, seed: int) -> np.ndarray:
+    """Points on a scan mesh at about ``spacing_mm`` apart, vertices included.
+
+    A coarse scan mesh has too few vertices to stand for its surface; this adds
+    seeded area-weighted samples so every triangle is represented.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float, mm
+    faces : (m, 3) int
+    spacing_mm : target distance between neighbouring points
+    """
+    tri = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    wanted = int(area.sum() / spacing_mm**2)
+    if wanted <= len(vertices):
+        return vertices
+    rng = np.random.default_rng(seed)
+    count = wanted - len(vertices)
+    face = rng.choice(len(faces), size=count, p=area / area.sum())
+    uv = rng.random((count, 2))
+    flip = uv.sum(axis=1) > 1.0
+    uv[flip] = 1.0 - uv[flip]
+    t = tri[face]
+    samples = t[:, 0] + uv[:, :1] * (t[:, 1] - t[:, 0]) + uv[:, 1:] * (t[:, 2] - t[:, 0])
+    return np.vstack([vertices, samples])
+
+
+def downsample(points: np.ndarray, params: CleaningParams) -> tuple[np.ndarray, float]:
+    """Voxel-average ``points`` (n, 3) mm to at most ``params.max_points``.
+
+    Returns the downsampled points and the voxel size used (mm).  The voxel
+    grows from ``params.min_voxel_mm`` until the count fits, so every later
+    step runs on a bounded number of points whatever the scanner's density.
+    """
+    voxel = params.min_voxel_mm
+    cloud = _cloud(points)
+    down = cloud.voxel_down_sample(voxel)
+    while len(down.points) > params.max_points:
+        # A scanned surface's point count falls with the square of the voxel.
+        voxel *= _VOXEL_GROWTH * np.sqrt(len(down.points) / params.max_points)
+        down = cloud.voxel_down_sample(voxel)
+    out = np.asarray(down.points)
+    # Open3D's output order follows its hash map; sort so results never depend on it.
+    order = np.lexsort(out.T[::-1])
+    return out[order], voxel
+
+
+def estimate_normals(points: np.ndarray, params: CleaningParams) -> np.ndarray:
+    """Unoriented unit normals (n, 3) of ``points`` by local plane fits."""
+    cloud = _cloud(points)
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(params.normal_neighbors))
+    return np.asarray(cloud.normals).copy()
+
+
+def find_floor(points: np.ndarray, normals: np.ndarray, up_candidates: np.ndarray,
+               params: CleaningParams, *, seed: int) -> Floor | None:
+    """Find the floor or platform top under the limb by seeded RANSAC.
+
+    Each candidate up direction is tried on the points whose normal lies
+    within ``params.floor_max_tilt_deg`` of it; a plane counts as a floor only
+    if it holds enough points and nearly everything else lies above it.
+
+    Parameters
+    ----------
+    points : (n, 3) float, mm
+    normals : (n, 3) float, unit, unoriented
+    up_candidates : (k, 3) float, unit directions the floor normal may have
+    seed : seed of Open3D's RANSAC
+
+    Returns
+    -------
+    The floor with the most inliers, or None when the scan has none.
+    """
+    cos_tilt = np.cos(np.radians(params.floor_max_tilt_deg))
+    best: Floor | None = None
+    for up in np.atleast_2d(up_candidates):
+        facing = np.abs(normals @ up) >= cos_tilt
+        if facing.sum() < params.floor_min_share * len(points):
+            continue
+        o3d.utility.random.seed(seed)
+        plane, _ = _cloud(points[facing]).segment_plane(
+            distance_threshold=params.floor_distance_mm, ransac_n=3,
+            num_iterations=params.ransac_iterations)
+        normal = np.asarray(plane[:3], dtype=np.float64)
+        scale = np.linalg.norm(normal)
+        normal, offset = normal / scale, plane[3] / scale
+        if normal @ up < 0:
+            normal, offset = -normal, -offset
+        if normal @ up < cos_tilt:
+            continue
+        height = points @ normal + offset
+        inliers = np.abs(height) <= params.floor_distance_mm
+        # Refit on all inliers by least squares: steadier than the RANSAC sample.
+        normal, point = _fit_plane(points[inliers], normal)
+        height = (points - point) @ normal
+        inliers = np.abs(height) <= params.floor_distance_mm
+        rest = height[~inliers]
+        if inliers.mean() < params.floor_min_share or rest.size == 0:
+            continue
+        if (rest > 0).mean() < params.floor_min_share_above:
+            continue
+        if best is None or inliers.sum() > best.inliers.sum():
+            best = Floor(normal=normal, point=point, inliers=inliers)
+    return best
+
+
+def _fit_plane(points: np.ndarray, towards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    centre = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
+    normal = vt[2] if vt[2] @ towards > 0 else -vt[2]
+    return normal, centre
+
+
+def outlier_mask(points: np.ndarray, params: CleaningParams) -> np.ndarray:
+    """True for points kept by Open3D's statistical outlier removal."""
+    _, kept = _cloud(points).remove_statistical_outlier(
+        nb_neighbors=params.outlier_neighbors, std_ratio=params.outlier_std_ratio)
+    mask = np.zeros(len(points), dtype=bool)
+    mask[np.asarray(kept, dtype=np.int64)] = True
+    return mask
+
+
+def largest_cluster_mask(points: np.ndarray, voxel_mm: float,
+                         params: CleaningParams) -> tuple[np.ndarray, int]:
+    """True for the points of the largest DBSCAN cluster (the limb).
+
+    Returns the mask and the number of clusters found (clutter objects and
+    stray groups make the others).
+    """
+    labels = np.asarray(_cloud(points).cluster_dbscan(
+        eps=params.cluster_radius_voxels * voxel_mm,
+        min_points=params.cluster_min_points))
+    found = labels[labels >= 0]
+    if found.size == 0:
+        return np.zeros(len(points), dtype=bool), 0
+    counts = np.bincount(found)
+    return labels == int(np.argmax(counts)), len(counts)

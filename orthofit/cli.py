@@ -1,0 +1,224 @@
+"""The ``orthofit`` command line: parse, call the library, render the result.
+
+This module owns the commands, their options and how results look in a
+terminal.  Errors become exit codes in exactly one place, :func:`main`:
+
+====  =====================================================================
+0     success
+2     bad usage or an invalid option value
+3     unreadable or invalid input file
+4     the input cannot give what was asked (no foot; an AFO from a foot-only scan)
+5     output written but a check failed
+====  =====================================================================
+
+Every non-zero exit prints one line on stderr saying what is wrong and what
+to do; never a traceback (``ORTHOFIT_DEBUG=1`` shows one for internal errors).
+No geometry happens here.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import OrthofitError, UsageError
+
+__all__ = ["app", "main"]
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="orthofit",
+    help="From a raw foot-and-ankle scan to a checked, printable orthosis.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_err = Console(stderr=True, highlight=False)
+_out = Console(highlight=False)
+
+
+class UnitsChoice(str, enum.Enum):
+    auto = "auto"
+    mm = "mm"
+    m = "m"
+    inch = "in"
+
+
+class UpChoice(str, enum.Enum):
+    auto = "auto"
+    y = "y"
+    z = "z"
+
+
+class SideChoice(str, enum.Enum):
+    auto = "auto"
+    left = "left"
+    right = "right"
+
+
+class WeightBearingChoice(str, enum.Enum):
+    none = "none"
+    semi = "semi"
+    full = "full"
+
+
+UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="Units of the scan file.")]
+UpOpt = Annotated[UpChoice, typer.Option("--up", help="Up axis of the scan file.")]
+SideOpt = Annotated[SideChoice, typer.Option("--side", help="Which leg was scanned.")]
+WeightOpt = Annotated[WeightBearingChoice, typer.Option(
+    "--weight-bearing", help="Load on the foot while scanning (recorded with the scan).")]
+MaxMbOpt = Annotated[float, typer.Option(
+    "--max-file-mb", min=0.001, help="Refuse scan files larger than this.")]
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    """orthofit: scan intake, orthosis design and checks."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if version:
+        _out.print(f"orthofit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def inspect(
+    scan: Annotated[Path, typer.Argument(help="Raw scan: STL, OBJ, PLY, OFF, GLB, PCD or XYZ.")],
+    units: UnitsOpt = UnitsChoice.auto,
+    up: UpOpt = UpChoice.auto,
+    side: SideOpt = SideChoice.auto,
+    weight_bearing: WeightOpt = WeightBearingChoice.none,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    outdir: Annotated[Path | None, typer.Option(
+        "-o", "--outdir", help="Also write limb.ply and intake.json here.")] = None,
+    max_file_mb: MaxMbOpt = 500.0,
+) -> None:
+    """Read, clean, align and measure a raw scan of the foot, ankle and leg."""
+    from .intake import STAGES
+    from .params import IntakeOptions
+    from .pipeline import inspect_file, write_intake
+
+    options = _options(IntakeOptions, units=units.value, up=up.value, side=side.value,
+                       weight_bearing=weight_bearing.value, max_file_mb=max_file_mb)
+    result = _with_progress(lambda progress: inspect_file(scan, options, progress=progress),
+                            STAGES)
+    data = result.to_json()
+    if outdir is not None:
+        write_intake(outdir, result)
+        _err.print(f"wrote {outdir / 'limb.ply'} and {outdir / 'intake.json'}")
+    if as_json:
+        from .io import dumps_json
+
+        sys.stdout.write(dumps_json(data))
+    else:
+        _render_intake(data)
+
+
+def _options(model: Any, **values: Any) -> Any:
+    """Build a pydantic options model; invalid values become a UsageError (exit 2)."""
+    import pydantic
+
+    try:
+        return model(**values)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"invalid {field}: {first['msg']}") from exc
+
+
+def _with_progress(job, stages: tuple[str, ...]):
+    """Run ``job(progress)`` showing each finished stage on stderr."""
+    with _err.status(f"{stages[0]}…") as status:
+        def progress(stage: str, summary: str, seconds: float) -> None:
+            _err.print(f"[green]✓[/green] {stage:<10} {summary}  [dim]({seconds:.1f} s)[/dim]")
+            following = stages.index(stage) + 1 if stage in stages else len(stages)
+            if following < len(stages):
+                status.update(f"{stages[following]}…")
+
+        return job(progress)
+
+
+def _render_intake(data: dict[str, Any]) -> None:
+    """Human-readable intake summary on stdout."""
+    head = Table.grid(padding=(0, 2))
+    for key in ("units", "up", "side"):
+        item = data[key]
+        extra = f", confidence {item['confidence']:.2f}" if "confidence" in item else ""
+        head.add_row(key, f"{item['value']} ({item['source']}{extra})")
+    head.add_row("weight bearing", data["weight_bearing"])
+    head.add_row("input sha256", data["input_sha256"][:16] + "…")
+    _out.print(head)
+
+    table = Table(title="Landmarks (device frame, mm)", title_justify="left")
+    for col in ("landmark", "x", "y", "z"):
+        table.add_column(col, justify="left" if col == "landmark" else "right")
+    for name, p in data["landmarks"].items():
+        table.add_row(name, *(("—",) * 3 if p is None else tuple(f"{c:.1f}" for c in p)))
+    _out.print(table)
+
+    table = Table(title="Measurements", title_justify="left")
+    table.add_column("measurement")
+    table.add_column("value", justify="right")
+    for name, v in data["measurements"].items():
+        table.add_row(name, "—" if v is None else f"{v:.1f}")
+    _out.print(table)
+
+    c = data["cleaning"]
+    _out.print(f"cleaning: {c['input_points']:,} points in; downsampled to "
+               f"{c['downsample']['points_after']:,} ({c['downsample']['voxel_mm']:.1f} mm voxels); "
+               f"floor removed {c['floor']['removed']:,}; outliers {c['outliers']['removed']:,}; "
+               f"clutter {c['clutter']['removed']:,}; limb {c['limb_points']:,} points; "
+               f"closed surface {c['closed_surface']['faces']:,} triangles "
+               f"({c['closed_surface']['filled_vertices']:,} vertices filled in)")
+    for warning in data["warnings"]:
+        _out.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn every error into its exit code and one line."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="orthofit")
+    except click.exceptions.NoArgsIsHelpError as exc:
+        _err.print(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 2
+    except click.exceptions.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "orthofit"
+        _fail(f"{exc.format_message()} (see '{command} --help')")
+        return 2
+    except click.exceptions.Abort:
+        _fail("interrupted")
+        return 130
+    except OrthofitError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except MemoryError:
+        _fail("ran out of memory; decimate the scan or run on a larger machine")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one place internal errors are caught
+        if os.environ.get("ORTHOFIT_DEBUG"):
+            raise
+        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it, "
+              "and rerun with ORTHOFIT_DEBUG=1 for details")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message: str) -> None:
+    _err.print(f"orthofit: error: {message}", markup=False, highlight=False, soft_wrap=True)
+

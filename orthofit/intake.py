@@ -1,0 +1,254 @@
+"""Scan intake: from a raw scan to a clean, closed, measured limb in the device frame.
+
+This module owns the order of the intake steps and what they report:
+units and up axis, cleaning, alignment into the device frame, the side,
+the closed limb, landmarks and measurements.  Each step is a function of
+another module; this one only sequences them, records what each did, and
+assembles the JSON that ``orthofit inspect --json`` prints and
+``intake.json`` holds.  It reads no files (the caller passes a
+:class:`~orthofit.io.RawScan`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from . import anatomy, clean, frame, surface
+from .errors import ScanFileError
+from .io import RawScan
+from .params import (UNIT_TO_MM, AnatomyParams, CleaningParams, IntakeOptions,
+                     SurfaceParams)
+
+__all__ = ["STAGES", "Detected", "IntakeResult", "run_intake"]
+
+log = logging.getLogger(__name__)
+
+#: Intake stages in order, as progress reports and timings name them.
+STAGES = ("read", "units", "clean", "align", "close", "landmarks")
+
+#: Called after each stage with (stage, one-line summary, seconds).
+Progress = Callable[[str, str, float], None]
+
+# JSON rounding: 0.001 mm for coordinates and lengths, 1e-9 for matrix entries.
+_MM_DECIMALS = 3
+_MATRIX_DECIMALS = 9
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A value orthofit detected or the user gave."""
+
+    value: str
+    source: str  # "detected" or "given"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "source": self.source, **self.detail}
+
+
+@dataclass
+class IntakeResult:
+    """Everything intake found about one scan (device frame, mm)."""
+
+    options: IntakeOptions
+    input_sha256: str
+    units: Detected
+    up: Detected
+    side: Detected
+    scan_to_device: np.ndarray
+    limb: trimesh.Trimesh
+    filled: np.ndarray
+    top_z: float
+    foot_length: float
+    anatomy: anatomy.Anatomy
+    cleaning: dict[str, Any]
+    warnings: list[str]
+    timings_s: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        """The intake JSON: the same scan and options give the same JSON."""
+        return {
+            "units": self.units.to_json(),
+            "up": self.up.to_json(),
+            "side": self.side.to_json(),
+            "weight_bearing": self.options.weight_bearing,
+            "input_sha256": self.input_sha256,
+            "scan_to_device": np.round(self.scan_to_device, _MATRIX_DECIMALS).tolist(),
+            "landmarks": {name: None if p is None else _round(p)
+                          for name, p in self.anatomy.landmarks.items()},
+            "measurements": {name: None if v is None or not np.isfinite(v)
+                             else round(float(v), _MM_DECIMALS)
+                             for name, v in self.anatomy.measurements.items()},
+            "cleaning": self.cleaning,
+            "warnings": list(self.warnings),
+        }
+
+
+def _round(p: np.ndarray) -> list[float]:
+    return [round(float(c), _MM_DECIMALS) for c in p]
+
+
+class _Clock:
+    """Times stages and reports each to the progress callback."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def done(self, stage: str, summary: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self.start, 3)
+        log.info("%s: %s (%.2f s)", stage, summary, now - self.start)
+        if self.progress is not None:
+            self.progress(stage, summary, now - self.start)
+        self.start = now
+
+
+def run_intake(raw: RawScan, options: IntakeOptions, *,
+               cleaning: CleaningParams = CleaningParams(),
+               surface_params: SurfaceParams = SurfaceParams(),
+               anatomy_params: AnatomyParams = AnatomyParams(),
+               progress: Progress | None = None) -> IntakeResult:
+    """Clean, align, close and measure a raw scan.
+
+    Parameters
+    ----------
+    raw : the scan as read by :func:`orthofit.io.read_scan`
+    options : what the user gave (units, up axis, side, weight bearing, seed)
+    progress : called after each stage with (stage, summary, seconds)
+
+    Raises
+    ------
+    ScanFileError
+        The file's content is no usable scan (NaN coordinates, too few points,
+        no plausible size).
+    CannotServeError
+        The scan holds no foot, or no limb could be closed.
+    """
+    clock = _Clock(progress)
+    warnings: list[str] = []
+    report: dict[str, Any] = {"input_points": int(len(raw.points)),
+                              "input_faces": 0 if raw.faces is None else int(len(raw.faces))}
+    _check_points(raw.points, cleaning)
+    clock.done("read", f"{len(raw.points):,} points from {raw.format.upper()}")
+
+    # Units: everything after this is in millimetres.
+    if options.units == "auto":
+        units = Detected(frame.detect_units(raw.points), "detected")
+    else:
+        units = Detected(options.units, "given")
+    scale = UNIT_TO_MM[units.value]
+    points = raw.points * scale
+    frame.check_extent(points, units.value)
+    if raw.faces is not None:
+        points = clean.surface_points(points, raw.faces, cleaning.min_voxel_mm,
+                                      seed=options.seed)
+    clock.done("units", f"{units.value} ({units.source})")
+
+    # Cleaning: downsample, floor, outliers, clutter.
+    down, voxel = clean.downsample(points, cleaning)
+    report["downsample"] = {"voxel_mm": round(voxel, 3), "points_after": int(len(down))}
+    normals = clean.estimate_normals(down, cleaning)
+    if options.up == "auto":
+        candidates = np.array([[0, 1.0, 0], [0, -1.0, 0], [0, 0, 1.0], [0, 0, -1.0]])
+    else:
+        axis = np.eye(3)["xyz".index(options.up)]
+        candidates = np.array([axis, -axis])
+    floor = clean.find_floor(down, normals, candidates, cleaning, seed=options.seed)
+    if floor is not None:
+        above = floor.height(down) > cleaning.floor_distance_mm
+        report["floor"] = {"found": True, "removed": int((~above).sum())}
+        down = down[above]
+    else:
+        report["floor"] = {"found": False, "removed": 0}
+    kept = clean.outlier_mask(down, cleaning)
+    report["outliers"] = {"removed": int((~kept).sum())}
+    down = down[kept]
+    limb_mask, clusters = clean.largest_cluster_mask(down, voxel, cleaning)
+    report["clutter"] = {"removed": int((~limb_mask).sum()), "clusters": int(clusters)}
+    limb = down[limb_mask]
+    report["limb_points"] = int(len(limb))
+    if len(limb) < cleaning.min_points // 4:
+        raise ScanFileError(f"only {len(limb)} points remain once floor, stray points and "
+                            "clutter are removed; scan the limb again more completely")
+    clock.done("clean", f"{len(limb):,} limb points kept of {len(points):,}")
+
+    # Alignment: level on the floor (or the plantar support plane), then the foot's axis.
+    if floor is not None:
+        up_dir = floor.normal
+        level = frame.plane_to_level(floor.normal, floor.point)
+    else:
+        up_dir = frame.detect_up(limb) if options.up == "auto" else candidates[0]
+        rot = np.eye(4)
+        rot[:3, :3] = frame.rotation_matrix(up_dir, np.array([0, 0, 1.0]))
+        normal, point = frame.support_plane(frame.transform(rot, limb))
+        level = frame.plane_to_level(normal, point) @ rot
+    up = (Detected(frame.axis_of(up_dir), "detected") if options.up == "auto"
+          else Detected(options.up, "given"))
+    limb = frame.transform(level, limb)
+    limb = limb[limb[:, 2] > 0.0]
+    foot = anatomy.find_foot(limb, anatomy_params)
+    to_device = frame.heel_forward(foot.heel, foot.forward) @ level
+    limb = frame.transform(frame.heel_forward(foot.heel, foot.forward), limb)
+    clock.done("align", f"up {up.value} ({up.source}), foot {foot.foot_length:.0f} mm")
+
+    # The closed limb, then the foot's axis once more on the closed surface.
+    normals = clean.estimate_normals(limb, cleaning)
+    skeleton = surface.limb_skeleton(limb, foot.foot_length, surface_params)
+    normals = surface.orient_normals(limb, normals, skeleton)
+    top_z = surface.cut_height(limb, surface_params)
+    closed = surface.close_limb(limb, normals, top_z, surface_params)
+    mesh = closed.mesh
+    refined = anatomy.find_foot(np.asarray(mesh.vertices), anatomy_params)
+    adjust = frame.heel_forward(refined.heel, refined.forward)
+    mesh.apply_transform(adjust)
+    to_device = adjust @ to_device @ frame.scale_matrix(scale)
+    report["closed_surface"] = {"vertices": int(len(mesh.vertices)),
+                                "faces": int(len(mesh.faces)),
+                                "filled_vertices": int(closed.filled.sum()),
+                                "watertight": bool(mesh.is_watertight)}
+    clock.done("close", f"{len(mesh.faces):,} triangles, "
+               f"{100 * closed.filled.mean():.0f}% filled in")
+
+    # Side and landmarks.
+    if options.side == "auto":
+        evidence = anatomy.detect_side(np.asarray(mesh.vertices), refined.foot_length,
+                                       anatomy_params)
+        side = Detected(evidence.side, "detected",
+                        {"confidence": evidence.confidence, "cues": evidence.cues})
+        if evidence.confidence < anatomy.SIDE_CONFIDENT:
+            warnings.append(f"the side was hard to tell (confidence {evidence.confidence:.2f}); "
+                            f"check it is the {evidence.side} leg or give --side")
+    else:
+        side = Detected(options.side, "given")
+    found = anatomy.measure(mesh, closed.filled, side.value, refined.foot_length,
+                            closed.top_z, anatomy_params)
+    if floor is not None and options.weight_bearing == "none":
+        warnings.append("the foot stands on a floor in this scan; if the patient bore "
+                        "weight, give --weight-bearing semi or full")
+    clock.done("landmarks", f"{side.value} ({side.source}), "
+               f"foot length {found.measurements['foot_length_mm']:.0f} mm")
+    return IntakeResult(
+        options=options, input_sha256=raw.sha256, units=units, up=up, side=side,
+        scan_to_device=to_device, limb=mesh, filled=closed.filled, top_z=closed.top_z,
+        foot_length=refined.foot_length, anatomy=found, cleaning=report,
+        warnings=warnings, timings_s=clock.timings)
+
+
+def _check_points(points: np.ndarray, params: CleaningParams) -> None:
+    """Refuse point sets no cleaning can rescue."""
+    bad = ~np.isfinite(points).all(axis=1)
+    if bad.any():
+        raise ScanFileError(f"{int(bad.sum()):,} points have missing (NaN) or infinite "
+                            "coordinates; export the scan again from the scanner software")
+    if len(points) < params.min_points:
+        raise ScanFileError(f"the scan holds only {len(points):,} points, fewer than the "
+                            f"{params.min_points:,} a limb needs; export the full scan")

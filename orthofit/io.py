@@ -1,0 +1,279 @@
+"""Reading scans and writing intake results: the only module that touches files.
+
+It owns format sniffing (from the bytes, never trusted from the name), the
+refusals of unreadable input, and the byte layout of what orthofit writes.
+Geometry modules never call it; only the pipeline, the CLI and the service do.
+Nothing from an input's header, name or path is carried into any output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import logging
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from .errors import ScanFileError
+
+__all__ = [
+    "SCAN_FORMATS",
+    "RawScan",
+    "read_scan",
+    "read_scan_bytes",
+    "sniff_format",
+    "write_limb_ply",
+    "read_limb_ply",
+    "write_json",
+    "dumps_json",
+]
+
+log = logging.getLogger(__name__)
+
+#: Formats intake reads, by the name ``sniff_format`` gives them.
+SCAN_FORMATS = ("stl", "obj", "ply", "off", "glb", "pcd", "xyz")
+
+_SUFFIX_FORMAT = {".stl": "stl", ".obj": "obj", ".ply": "ply", ".off": "off",
+                  ".glb": "glb", ".pcd": "pcd", ".xyz": "xyz", ".txt": "xyz",
+                  ".pts": "xyz", ".asc": "xyz"}
+_STL_HEADER_BYTES = 84
+_STL_TRIANGLE_BYTES = 50
+
+
+@dataclass(frozen=True)
+class RawScan:
+    """A scan as read from its file, in the file's own units and axes.
+
+    Attributes
+    ----------
+    points : (n, 3) float64, scan units
+        Every vertex or point of the file.
+    faces : (m, 3) int64 or None
+        Triangles when the file is a mesh; None for a point cloud.
+    format : str
+        One of :data:`SCAN_FORMATS`.
+    sha256 : str
+        Hex digest of the file's bytes: how outputs record their input.
+    """
+
+    points: np.ndarray
+    faces: np.ndarray | None
+    format: str
+    sha256: str
+
+
+def sniff_format(data: bytes, suffix: str = "") -> str:
+    """Name the scan format of ``data`` from its bytes; the suffix only breaks ties.
+
+    Raises
+    ------
+    ScanFileError
+        When the bytes are of no format orthofit reads.
+
+    Examples
+    --------
+    >>> sniff_format(b"ply\\nformat ascii 1.0\\n")
+    'ply'
+    >>> sniff_format(b"\\x89PNG\\r\\n\\x1a\\n", ".stl")
+    Traceback (most recent call last):
+    ...
+    orthofit.errors.ScanFileError: the file is a PNG image, not a scan; export the scan as STL, OBJ, PLY, OFF, GLB, PCD or XYZ
+    """
+    head = data[:512]
+    if not data:
+        raise ScanFileError("the file is empty; export the scan again from the scanner software")
+    if head.startswith(b"ply"):
+        return "ply"
+    if head.startswith(b"glTF"):
+        return "glb"
+    if head.startswith((b"OFF", b"COFF", b"NOFF")):
+        return "off"
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff"):
+        kind = "a PNG image" if head.startswith(b"\x89PNG") else "a JPEG image"
+        raise ScanFileError(f"the file is {kind}, not a scan; export the scan as "
+                            "STL, OBJ, PLY, OFF, GLB, PCD or XYZ")
+    if len(data) >= _STL_HEADER_BYTES:
+        (count,) = struct.unpack_from("<I", data, 80)
+        if count > 0 and len(data) == _STL_HEADER_BYTES + _STL_TRIANGLE_BYTES * count:
+            return "stl"
+    text = head.lstrip().lower()
+    if text.startswith(b"solid") and (b"facet" in data[:4096].lower()
+                                      or suffix.lower() == ".stl"):
+        return "stl"
+    if text.startswith(b"# .pcd") or text.startswith(b"version") and b"fields" in text:
+        return "pcd"
+    lines = [ln.strip() for ln in data[:4096].splitlines() if ln.strip()]
+    if any(ln.startswith((b"v ", b"f ", b"vn ", b"o ", b"g ", b"mtllib")) for ln in lines):
+        return "obj"
+    if lines and _looks_numeric(lines[:20]):
+        return "xyz"
+    if suffix.lower() == ".stl":
+        raise ScanFileError("the file is named .stl but is not a complete STL "
+                            "(truncated or damaged); export the scan again")
+    raise ScanFileError("the file is not a scan orthofit can read; export it as "
+                        "STL, OBJ, PLY, OFF, GLB, PCD or XYZ")
+
+
+def _looks_numeric(lines: list[bytes]) -> bool:
+    body = [ln for ln in lines if not ln.startswith(b"#")]
+    if not body:
+        return False
+    for ln in body:
+        parts = ln.replace(b",", b" ").split()
+        if len(parts) < 3:
+            return False
+        try:
+            [float(p) for p in parts[:3]]
+        except ValueError:
+            return False
+    return True
+
+
+def read_scan(path: str | Path, *, max_bytes: int) -> RawScan:
+    """Read a scan file of any supported format.
+
+    Parameters
+    ----------
+    path : path to STL, OBJ, PLY, OFF, GLB, PCD or XYZ
+    max_bytes : refuse files larger than this
+
+    Raises
+    ------
+    ScanFileError
+        Missing, too large, unreadable, truncated or empty files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ScanFileError("the scan file does not exist or is not a file; check the path")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ScanFileError(f"the scan file is {size / 1e6:.0f} MB, over the "
+                            f"{max_bytes / 1e6:.0f} MB limit; decimate it in the scanner "
+                            "software or raise --max-file-mb")
+    return read_scan_bytes(path.read_bytes(), suffix=path.suffix)
+
+
+def read_scan_bytes(data: bytes, *, suffix: str = "") -> RawScan:
+    """Read a scan held in memory; see :func:`read_scan`."""
+    fmt = sniff_format(data, suffix)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        if fmt == "pcd":
+            points, faces = _read_pcd(data), None
+        elif fmt == "xyz":
+            points, faces = _read_xyz(data), None
+        else:
+            points, faces = _read_trimesh(data, fmt)
+    except ScanFileError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, struct.error,
+            UnicodeDecodeError, OSError) as exc:
+        log.debug("reader failed", exc_info=True)
+        raise ScanFileError(f"the {fmt.upper()} file is damaged or truncated and cannot "
+                            "be read; export the scan again") from exc
+    if points.size == 0:
+        raise ScanFileError(f"the {fmt.upper()} file holds no points; export the scan again")
+    return RawScan(points=points, faces=faces, format=fmt, sha256=digest)
+
+
+def _read_trimesh(data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
+    loaded = trimesh.load(_io.BytesIO(data), file_type=fmt, process=False)
+    if isinstance(loaded, trimesh.Scene):
+        geoms = [g for g in loaded.dump() if hasattr(g, "vertices")]
+        meshes = [g for g in geoms if isinstance(g, trimesh.Trimesh)]
+        if meshes:
+            loaded = trimesh.util.concatenate(meshes)
+        elif geoms:
+            loaded = trimesh.PointCloud(np.vstack([g.vertices for g in geoms]))
+        else:
+            return np.empty((0, 3)), None
+    points = np.asarray(loaded.vertices, dtype=np.float64)
+    faces = None
+    if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
+        faces = np.asarray(loaded.faces, dtype=np.int64)
+    return points, faces
+
+
+def _read_xyz(data: bytes) -> np.ndarray:
+    text = data.replace(b",", b" ").decode("ascii")
+    try:
+        table = np.loadtxt(_io.StringIO(text), comments="#", usecols=(0, 1, 2), ndmin=2)
+    except ValueError as exc:
+        raise ScanFileError("the XYZ file has a line that is not three numbers; "
+                            "export the point cloud again") from exc
+    return np.asarray(table, dtype=np.float64)
+
+
+def _read_pcd(data: bytes) -> np.ndarray:
+    import open3d as o3d  # Open3D stays behind this boundary: numpy out.
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scan.pcd"
+        path.write_bytes(data)
+        cloud = o3d.io.read_point_cloud(str(path), format="pcd")
+    return np.asarray(cloud.points, dtype=np.float64)
+
+
+def write_limb_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray,
+                   filled: np.ndarray) -> None:
+    """Write the closed limb as binary PLY with a per-vertex ``filled`` flag.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float, mm, device frame
+    faces : (m, 3) int
+    filled : (n,) bool; True where the surface was filled in, not scanned
+    """
+    vertices = np.asarray(vertices, dtype="<f4")
+    faces = np.asarray(faces, dtype="<i4")
+    header = ("ply\nformat binary_little_endian 1.0\n"
+              f"element vertex {len(vertices)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar filled\n"
+              f"element face {len(faces)}\n"
+              "property list uchar int vertex_indices\nend_header\n")
+    vdt = np.dtype([("xyz", "<f4", 3), ("filled", "u1")])
+    vrec = np.empty(len(vertices), dtype=vdt)
+    vrec["xyz"] = vertices
+    vrec["filled"] = np.asarray(filled, dtype=bool)
+    fdt = np.dtype([("n", "u1"), ("idx", "<i4", 3)])
+    frec = np.empty(len(faces), dtype=fdt)
+    frec["n"] = 3
+    frec["idx"] = faces
+    with open(path, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(vrec.tobytes())
+        fh.write(frec.tobytes())
+
+
+def read_limb_ply(path: str | Path) -> tuple[trimesh.Trimesh, np.ndarray]:
+    """Read a ``limb.ply`` written by :func:`write_limb_ply`: (mesh, filled mask)."""
+    data = Path(path).read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    n_vert = int(next(ln for ln in header if ln.startswith("element vertex")).split()[-1])
+    n_face = int(next(ln for ln in header if ln.startswith("element face")).split()[-1])
+    vdt = np.dtype([("xyz", "<f4", 3), ("filled", "u1")])
+    fdt = np.dtype([("n", "u1"), ("idx", "<i4", 3)])
+    vrec = np.frombuffer(data, dtype=vdt, count=n_vert, offset=end)
+    frec = np.frombuffer(data, dtype=fdt, count=n_face, offset=end + vdt.itemsize * n_vert)
+    mesh = trimesh.Trimesh(vrec["xyz"].astype(np.float64), frec["idx"].astype(np.int64),
+                           process=False)
+    return mesh, vrec["filled"].astype(bool)
+
+
+def dumps_json(obj: Any) -> str:
+    """Serialise results the same way every time (sorted keys, fixed rounding)."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as JSON with :func:`dumps_json`."""
+    Path(path).write_text(dumps_json(obj), encoding="utf-8")

@@ -1,0 +1,175 @@
+"""Options and tuning constants of scan intake, each in one place with its source.
+
+This module owns the values that steer intake: what a user may give
+(:class:`IntakeOptions`, validated by pydantic) and the tolerances the
+algorithms use (:class:`CleaningParams`, :class:`SurfaceParams`,
+:class:`AnatomyParams`).  Algorithms take these objects; they hold no bare
+numbers of their own.  It must not read files or touch geometry.
+
+Sources are marked as in ``shared/DOMAIN.md``: ``[lit]`` a published figure,
+``[typ]`` common clinical practice, ``[eng]`` an engineering choice of this
+project, measured on the sample scans and analytic limbs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Units",
+    "UpAxis",
+    "Side",
+    "WeightBearing",
+    "UNIT_TO_MM",
+    "IntakeOptions",
+    "CleaningParams",
+    "SurfaceParams",
+    "AnatomyParams",
+]
+
+Units = Literal["auto", "mm", "m", "in"]
+UpAxis = Literal["auto", "y", "z"]
+Side = Literal["auto", "left", "right"]
+WeightBearing = Literal["none", "semi", "full"]
+
+#: Millimetres per scan unit.
+UNIT_TO_MM: dict[str, float] = {"mm": 1.0, "m": 1000.0, "in": 25.4}
+
+
+class IntakeOptions(BaseModel):
+    """What the user says about a scan; ``auto`` means orthofit detects it.
+
+    Examples
+    --------
+    >>> IntakeOptions().units
+    'auto'
+    >>> IntakeOptions(side="left", units="m").side
+    'left'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    units: Units = "auto"
+    up: UpAxis = "auto"
+    side: Side = "auto"
+    # Not detectable from geometry with confidence; recorded because it changes
+    # arch height and heel width [lit: Chhikara 2025, Sensors 25:869].
+    weight_bearing: WeightBearing = "none"
+    # A 3-million-point binary scan is ~40-150 MB; 500 MB leaves room for ASCII
+    # formats while refusing what would exhaust a clinic workstation [eng].
+    max_file_mb: float = Field(default=500.0, gt=0)
+    # Seed of every random step (RANSAC), so reruns are byte-identical [eng].
+    seed: int = Field(default=0, ge=0)
+
+
+@dataclass(frozen=True)
+class CleaningParams:
+    """Tolerances of the Open3D cleaning steps (all lengths in mm)."""
+
+    # Costly steps run on at most this many points after voxel downsampling;
+    # bounds time and memory whatever the scanner's density [eng].
+    max_points: int = 120_000
+    # Finest voxel: handheld scanners measure a lower leg with ~1-2 mm bias
+    # [lit: Farhan 2021, JFAR], so averaging below 1.5 mm buys nothing.
+    min_voxel_mm: float = 1.5
+    # Fewer points than this after reading cannot describe a limb [eng].
+    min_points: int = 2_000
+    # Plane inlier distance: range noise (~0.3 mm) plus per-view
+    # misregistration of 0.5-1 mm [typ] leaves the floor within 3 mm.
+    floor_distance_mm: float = 3.0
+    # The floor normal may tilt this far from the up axis (uneven platform or
+    # a tilted up axis in the scanner app) [eng].
+    floor_max_tilt_deg: float = 25.0
+    # A plane is a floor only if this share of the other points lies above it [eng].
+    floor_min_share_above: float = 0.95
+    # ...and it holds at least this share of the downsampled points [eng].
+    floor_min_share: float = 0.03
+    ransac_iterations: int = 2_000
+    # Statistical outlier removal: neighbours and standard-deviation ratio,
+    # Open3D's documented defaults for scanner noise [eng].
+    outlier_neighbors: int = 20
+    outlier_std_ratio: float = 2.5
+    # Clustering radius in voxels: scan views overlap, so the limb stays one
+    # cluster while clutter 40 mm away separates [eng].
+    cluster_radius_voxels: float = 3.0
+    cluster_min_points: int = 10
+    # Normal estimation neighbourhood [eng].
+    normal_neighbors: int = 24
+
+
+@dataclass(frozen=True)
+class SurfaceParams:
+    """Tolerances of closing the limb into a watertight surface (mm)."""
+
+    # Marching-cubes grid step; 2 mm resolves the toes and malleoli while a
+    # 1-million-point scan closes within the intake budget [eng].
+    grid_mm: float = 2.0
+    # Neighbours averaged by the implicit surface (smooths range noise) [eng].
+    neighbors: int = 12
+    # A mesh vertex farther than this from any cleaned scan point was filled
+    # in, not scanned: about twice the grid step [eng].
+    filled_distance_mm: float = 4.0
+    # The ragged open top of the leg is cut flat this far below its highest
+    # scanned point [eng].
+    top_trim_mm: float = 3.0
+    # Centre line for orienting normals: foot sections below this many foot
+    # lengths, leg sections above that many (the ankle lies between) [eng].
+    skeleton_foot_height: float = 0.3
+    skeleton_leg_height: float = 0.4
+    skeleton_step_mm: float = 5.0
+    # ...and stops this share of foot length short of heel and toe tip [eng].
+    skeleton_end_share: float = 0.12
+
+
+@dataclass(frozen=True)
+class AnatomyParams:
+    """Anthropometric proportions that place landmarks; all [typ] unless noted.
+
+    Fractions are of foot length measured from the heel.
+    """
+
+    # The footprint: points below this height outline heel, forefoot and toes.
+    footprint_height_mm: float = 20.0
+    # The heel's most posterior point lies below this height in adults and children.
+    heel_search_height_mm: float = 50.0
+    # Metatarsal heads: the forefoot's medial and lateral extremes lie in this
+    # band, below this share of foot length above the floor.
+    mth_band: tuple[float, float] = (0.55, 0.82)
+    mth_height_share: float = 0.15
+    # Toes (front of the foot) and the midfoot arch, for telling the side.
+    toe_band: tuple[float, float] = (0.82, 1.01)
+    toe_height_share: float = 0.15
+    arch_band: tuple[float, float] = (0.30, 0.60)
+    # Navicular tuberosity and fifth-metatarsal base along the foot, searched
+    # within a window of this share of foot length.
+    navicular_fraction: float = 0.42
+    navicular_height_share: float = 0.25
+    mt5_base_fraction: float = 0.47
+    landmark_window_share: float = 0.04
+    # Malleoli: searched in this box (x as fraction of foot length, z as
+    # fraction of foot length above the floor).
+    malleolus_x_band: tuple[float, float] = (0.02, 0.45)
+    malleolus_z_band: tuple[float, float] = (0.14, 0.45)
+    # Heel width is measured on the heel below this share of foot length.
+    heel_width_height_share: float = 0.2
+    # Width of a cross-section slab when measuring sections (mm).
+    slab_mm: float = 4.0
+    # A scan whose leg reaches this many foot lengths above the ankle has the
+    # knee in view (adult and child shank/foot ~1.5-1.7).
+    knee_reach_foot_lengths: float = 1.4
+    # ...and whose girth widens again by this share towards the top (knee flare).
+    knee_flare_share: float = 0.03
+    # Fibular head below the top of a scan that ends at the knee joint line (mm).
+    fibular_head_below_knee_mm: float = 20.0
+    # A scan needs the leg this high above the floor to count as having a leg
+    # (foot-only scans stop a few cm above the malleoli).
+    leg_min_height_foot_lengths: float = 0.75
+    # Heel width: the widest section within this distance of the heel (issue #2).
+    heel_width_window_mm: float = 40.0
+    # Below this many scanned points in the foot the scan has no foot.
+    min_foot_points: int = 200
+    # Feet shorter or longer than this are not feet (infant to large adult).
+    foot_length_range_mm: tuple[float, float] = (80.0, 380.0)
