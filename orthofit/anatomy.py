@@ -58,8 +58,6 @@ SIDE_CONFIDENT = 0.5
 # below the cut top (mm).
 _SECTION_STEP_MM = 2.0
 _SECTION_MARGIN_MM = 10.0
-# The top share of the shank in which the knee's flare is looked for.
-_KNEE_TOP_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -214,14 +212,62 @@ def _half_difference(points: np.ndarray, *, value, reduce, scale: float) -> floa
 
 def _malleoli_pair(points: np.ndarray, fl: float, params: AnatomyParams
                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The most prominent ankle points towards +y and towards -y."""
-    x, z = points[:, 0], points[:, 2]
-    box = ((x > params.malleolus_x_band[0] * fl) & (x < params.malleolus_x_band[1] * fl)
-           & (z > params.malleolus_z_band[0] * fl) & (z < params.malleolus_z_band[1] * fl))
-    if box.sum() < 2:
+    """The malleolar bumps towards +y and towards -y, or None where none stands out.
+
+    Around the shank's axis (extended down into the ankle), the leg's extent
+    towards each side is followed up the ankle; a malleolus is the interior
+    local maximum of that extent that stands out most from the narrowing
+    above it.
+    """
+    axis_point, axis_dir = _shank_axis(points, fl, params)
+    if axis_point is None:
         return None, None
-    sel = points[box]
-    return sel[np.argmax(sel[:, 1])], sel[np.argmin(sel[:, 1])]
+    z = points[:, 2]
+    x_axis = axis_point[0] + (z - axis_point[2]) * axis_dir[0] / axis_dir[2]
+    lo, hi = params.malleolus_z_band[0] * fl, params.malleolus_z_band[1] * fl
+    column = points[(np.abs(points[:, 0] - x_axis) <= params.ankle_column_share * fl)
+                    & (z >= lo) & (z <= hi)]
+    if len(column) < 4:
+        return None, None
+    return (_bump(column, +1.0, fl, params), _bump(column, -1.0, fl, params))
+
+
+def _bump(column: np.ndarray, direction: float, fl: float,
+          params: AnatomyParams) -> np.ndarray:
+    """The most prominent bump of ``column`` (k, 3) towards ``direction`` (±y)."""
+    which = np.floor(column[:, 2] / _BIN_MM).astype(np.int64)
+    bins = np.unique(which)
+    extent = np.array([np.max(direction * column[which == b, 1]) for b in bins])
+    above = max(1, int(round(params.malleolus_drop_share * fl / _BIN_MM)))
+    best, best_prominence = None, 0.0
+    for i in range(1, len(bins) - 1):
+        if extent[i] < extent[i - 1] or extent[i] < extent[i + 1]:
+            continue
+        prominence = extent[i] - extent[i + 1: i + 1 + above].min()
+        if prominence > best_prominence:
+            best, best_prominence = i, prominence
+    if best is None:
+        # No bump stands out: take the extent at the typical malleolus height.
+        best = int(np.argmin(np.abs(bins * _BIN_MM - params.malleolus_typical_share * fl)))
+    sel = column[which == bins[best]]
+    return sel[np.argmax(direction * sel[:, 1])]
+
+
+def _shank_axis(points: np.ndarray, fl: float, params: AnatomyParams
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A point on and the upward direction of the leg's axis, from sections above the ankle."""
+    z = points[:, 2]
+    start = params.shank_axis_from_share * fl
+    above = points[z >= start]
+    if len(above) < 10:
+        return None, None
+    which = np.floor(above[:, 2] / params.skeleton_bin_mm).astype(np.int64)
+    order = np.argsort(which, kind="stable")
+    cuts = np.flatnonzero(np.diff(which[order])) + 1
+    centres = np.array([g.mean(axis=0) for g in np.split(above[order], cuts) if len(g) >= 10])
+    if len(centres) < 2:
+        return None, None
+    return centres.mean(axis=0), _fit_line_direction(centres)
 
 
 def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: float,
@@ -256,6 +302,9 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
                                    z_max=params.mth_height_share * fl,
                                    half_width=params.landmark_window_share * fl)
     plus, minus = _malleoli_pair(verts, fl, params)
+    if plus is None or minus is None:
+        raise CannotServeError("the scan ends below the ankle, so the malleoli cannot be "
+                               "found; scan the foot with the ankle and some of the leg")
     lm["medial_malleolus"], lm["lateral_malleolus"] = (plus, minus) if medial > 0 else (minus, plus)
     lm["ankle_center"] = 0.5 * (lm["medial_malleolus"] + lm["lateral_malleolus"])
     scanned = verts[~filled] if (~filled).any() else verts
@@ -277,34 +326,32 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
 
 def _measure_leg(mesh: trimesh.Trimesh, lm: dict, ms: dict, medial: float, fl: float,
                  top_z: float, params: AnatomyParams) -> None:
-    """Girths along the shank, calf, knee and fibular head, ankle angle."""
+    """Girths along the shank, calf, knee and fibular head, ankle angle.
+
+    Sections run perpendicular to the shank's axis, as a tape measure would
+    go round the leg, from just above the malleoli to just below the cut top.
+    """
     ankle = lm["ankle_center"]
+    point, axis = _shank_axis(np.asarray(mesh.vertices), fl, params)
+    if point is None:
+        return
     start = max(lm["medial_malleolus"][2], lm["lateral_malleolus"][2]) + _SECTION_MARGIN_MM
     stop = top_z - _SECTION_MARGIN_MM
-    if stop - start < 4 * _SECTION_STEP_MM:
+    # Offsets along the axis of the planes through heights start..stop on it.
+    lo, hi = ((np.array([start, stop]) - point[2]) / axis[2])
+    offsets = np.arange(lo, hi, _SECTION_STEP_MM)
+    if len(offsets) < 4:
         return
-    # First pass: horizontal sections give the shank's axis; second pass: sections
-    # perpendicular to it give girths as a tape measure would.
-    heights = np.arange(start, stop, _SECTION_STEP_MM)
-    rough = _sections(mesh, np.array([0, 0, 0.0]), np.array([0, 0, 1.0]), heights)
-    centres = np.array([c for c, _ in rough if c is not None])
-    if len(centres) < 3:
-        return
-    axis = _fit_line_direction(centres)
-    origin = centres.mean(axis=0)
-    offsets = (np.array([0, 0, 1.0]) * heights[:, None] - origin) @ axis
-    offsets = offsets[(offsets >= (ankle - origin) @ axis)]
-    sections = _sections(mesh, origin, axis, offsets)
-    girth = np.array([g if g is not None else np.nan for _, g in sections])
+    sections = _sections(mesh, point, axis, offsets,
+                         keep_within=params.section_radius_share * fl)
+    girth = np.array([np.nan if g is None else g for _, g in sections])
     if np.all(np.isnan(girth)):
         return
     calf_i = int(np.nanargmax(girth))
     lm["calf"] = sections[calf_i][0]
     ms["calf_circumference_mm"] = float(girth[calf_i])
     ms["calf_height_mm"] = float(lm["calf"][2])
-    below_calf = girth[: calf_i + 1]
-    if np.isfinite(below_calf).any():
-        ms["ankle_circumference_mm"] = float(np.nanmin(below_calf))
+    ms["ankle_circumference_mm"] = float(np.nanmin(girth[: calf_i + 1]))
     lm["fibular_head"] = _fibular_head(mesh, girth, calf_i, lm, medial, fl, top_z, params)
     end = lm["fibular_head"] if lm["fibular_head"] is not None else lm["leg_top"]
     ms["shank_length_mm"] = float(np.linalg.norm(end - ankle))
@@ -312,22 +359,23 @@ def _measure_leg(mesh: trimesh.Trimesh, lm: dict, ms: dict, medial: float, fl: f
     ms["ankle_angle_deg"] = float(np.degrees(np.arctan2(shank[2], shank[0])))
 
 
-def _fibular_head(mesh, girth, calf_i, lm, medial, fl, top_z, params) -> np.ndarray | None:
+def _fibular_head(mesh: trimesh.Trimesh, girth: np.ndarray, calf_i: int, lm: dict,
+                  medial: float, fl: float, top_z: float,
+                  params: AnatomyParams) -> np.ndarray | None:
     """Estimate the fibular head when the scan reaches the knee, else None.
 
-    The knee is in view when the leg reaches far enough above the ankle and
-    the girth widens again towards the top (the tibial plateau's flare).
+    The knee is taken to be in view when the leg reaches far enough above the
+    ankle and the scan has passed the calf's belly (the girth falls again
+    towards the top).  The fibular head is then the most lateral point a
+    little below the top of the scan.
     """
     reach = top_z - lm["ankle_center"][2]
     if reach < params.knee_reach_foot_lengths * fl:
         return None
-    above = girth[calf_i:]
-    top_n = max(2, int(len(girth) * _KNEE_TOP_SHARE))
-    waist = np.nanmin(above)
-    if not np.nanmax(girth[-top_n:]) >= (1 + params.knee_flare_share) * waist:
+    if not np.nanmin(girth[calf_i:]) <= (1 - params.past_calf_share) * girth[calf_i]:
         return None
-    height = top_z - params.fibular_head_below_knee_mm
     verts = np.asarray(mesh.vertices)
+    height = top_z - params.fibular_head_below_knee_mm
     ring = verts[np.abs(verts[:, 2] - height) <= params.slab_mm / 2]
     if len(ring) == 0:
         return None
@@ -335,29 +383,33 @@ def _fibular_head(mesh, girth, calf_i, lm, medial, fl, top_z, params) -> np.ndar
 
 
 def _sections(mesh: trimesh.Trimesh, origin: np.ndarray, normal: np.ndarray,
-              offsets: np.ndarray) -> list[tuple[np.ndarray | None, float | None]]:
+              offsets: np.ndarray, *, keep_within: float
+              ) -> list[tuple[np.ndarray | None, float | None]]:
     """Per plane: (centre (3,) of the section's convex hull, its perimeter mm).
 
     The convex hull's perimeter is what a tape measure reads around a limb.
+    Only section points within ``keep_within`` mm of the axis line
+    (``origin``, ``normal``) count: a plane low on the leg may also cut the
+    instep or the toes.
     """
-    if len(offsets) == 0:
-        return []
     lines, to_3d, _ = trimesh.intersections.mesh_multiplane(mesh, origin, normal, offsets)
-    out = []
+    out: list[tuple[np.ndarray | None, float | None]] = []
     for seg, mat in zip(lines, to_3d):
-        pts = np.asarray(seg).reshape(-1, 2)
-        if len(pts) < 3:
+        flat = np.asarray(seg).reshape(-1, 2)
+        if len(flat) < 3:
             out.append((None, None))
             continue
+        space = flat @ mat[:3, :2].T + mat[:3, 3]
+        rel = space - origin
+        radial = rel - np.outer(rel @ normal, normal)
+        flat = flat[np.linalg.norm(radial, axis=1) <= keep_within]
         try:
-            hull = ConvexHull(pts)
-        except QhullError:
+            hull = ConvexHull(flat)
+        except (QhullError, ValueError):
             out.append((None, None))
             continue
-        ring = pts[hull.vertices]
-        centre2 = _polygon_centroid(ring)
-        centre3 = mat[:3, :3] @ np.array([centre2[0], centre2[1], 0.0]) + mat[:3, 3]
-        out.append((centre3, float(hull.area)))
+        c = _polygon_centroid(flat[hull.vertices])
+        out.append((mat[:3, :2] @ c + mat[:3, 3], float(hull.area)))
     return out
 
 

@@ -203,7 +203,7 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     # The closed limb, then the foot's axis once more on the closed surface.
     normals = clean.estimate_normals(limb, cleaning)
     skeleton = surface.limb_skeleton(limb, foot.foot_length, surface_params)
-    normals = surface.orient_normals(limb, normals, skeleton)
+    normals = surface.orient_normals(limb, normals, skeleton, surface_params)
     top_z = surface.cut_height(limb, surface_params)
     closed = surface.close_limb(limb, normals, top_z, surface_params)
     mesh = closed.mesh

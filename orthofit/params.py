@@ -119,9 +119,15 @@ class SurfaceParams:
     # lengths, leg sections above that many (the ankle lies between) [eng].
     skeleton_foot_height: float = 0.3
     skeleton_leg_height: float = 0.4
+    # Points above this many foot lengths orient by the leg's centre line,
+    # carried down through the ankle; points below by the foot's [eng].
+    skeleton_split: float = 0.22
     skeleton_step_mm: float = 5.0
     # ...and stops this share of foot length short of heel and toe tip [eng].
     skeleton_end_share: float = 0.12
+    # A normal within acos(0.5) = 60 degrees of "away from the centre line" is
+    # oriented by it; others take their oriented neighbours' orientation [eng].
+    orient_confident_cos: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -149,19 +155,30 @@ class AnatomyParams:
     navicular_height_share: float = 0.25
     mt5_base_fraction: float = 0.47
     landmark_window_share: float = 0.04
-    # Malleoli: searched in this box (x as fraction of foot length, z as
-    # fraction of foot length above the floor).
-    malleolus_x_band: tuple[float, float] = (0.02, 0.45)
-    malleolus_z_band: tuple[float, float] = (0.14, 0.45)
+    # Malleoli: searched between these heights (shares of foot length),
+    malleolus_z_band: tuple[float, float] = (0.12, 0.45)
+    # ...within this share of foot length in front of or behind the shank's axis,
+    ankle_column_share: float = 0.08
+    # ...standing out from the narrowing within this share of foot length above.
+    malleolus_drop_share: float = 0.15
+    # The shank's axis runs through the centres of sections above this share
+    # of foot length (above the instep), binned this finely (mm).
+    shank_axis_from_share: float = 0.45
+    skeleton_bin_mm: float = 5.0
     # Heel width is measured on the heel below this share of foot length.
     heel_width_height_share: float = 0.2
     # Width of a cross-section slab when measuring sections (mm).
     slab_mm: float = 4.0
+    # Leg sections keep what lies within this share of foot length of the
+    # shank's axis (an adult calf's radius is ~0.25 foot lengths).
+    section_radius_share: float = 0.5
+    # Malleolus height used when no bump stands out (lateral apex ~0.27 foot lengths).
+    malleolus_typical_share: float = 0.27
     # A scan whose leg reaches this many foot lengths above the ankle has the
-    # knee in view (adult and child shank/foot ~1.5-1.7).
+    # knee in view (adult and child shank/foot ~1.5-1.7)...
     knee_reach_foot_lengths: float = 1.4
-    # ...and whose girth widens again by this share towards the top (knee flare).
-    knee_flare_share: float = 0.03
+    # ...when it has also passed the calf's belly: the girth falls by this share.
+    past_calf_share: float = 0.02
     # Fibular head below the top of a scan that ends at the knee joint line (mm).
     fibular_head_below_knee_mm: float = 20.0
     # A scan needs the leg this high above the floor to count as having a leg

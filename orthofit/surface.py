@@ -26,7 +26,7 @@ from skimage.measure import marching_cubes
 from .errors import CannotServeError
 from .params import SurfaceParams
 
-__all__ = ["ClosedLimb", "cut_height", "limb_skeleton", "orient_normals",
+__all__ = ["ClosedLimb", "Skeleton", "cut_height", "limb_skeleton", "orient_normals",
            "implicit_distance", "close_limb"]
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ _PAD_CELLS = 3
 _TOP_SEARCH_SHARE = 0.3
 # Angular bins a horizontal section must fill all round to count as complete.
 _RING_BINS = 24
+# Neighbours over which normal orientation spreads.
+_ORIENT_NEIGHBORS = 8
 # Sections with fewer points do not place a centre-line point.
 _MIN_SECTION_POINTS = 10
 
@@ -94,44 +96,97 @@ def _complete_ring(xy: np.ndarray) -> bool:
     return np.unique(np.clip(bins, 0, _RING_BINS - 1)).size == _RING_BINS
 
 
-def limb_skeleton(points: np.ndarray, foot_length: float, params: SurfaceParams) -> np.ndarray:
-    """Centre line of a limb in the device frame: points (k, 3) mm.
+@dataclass(frozen=True)
+class Skeleton:
+    """The limb's centre lines in the device frame (mm).
 
-    The foot's centre line runs through the centroids of sections across
-    its length (below ``params.skeleton_foot_height``), the leg's through the
-    centroids of horizontal sections above ``params.skeleton_leg_height``.
+    Points below ``split_z`` belong to the foot (centre line ``foot``), points
+    above to the leg (``leg``, its axis carried down to ``split_z``).
     """
-    def centroids(pts: np.ndarray, axis: int) -> list[np.ndarray]:
+
+    foot: np.ndarray
+    leg: np.ndarray
+    split_z: float
+
+
+def limb_skeleton(points: np.ndarray, foot_length: float, params: SurfaceParams) -> Skeleton:
+    """Centre lines of a limb in the device frame.
+
+    The foot's runs through the centroids of sections across its length
+    (below ``params.skeleton_foot_height`` foot lengths), stopping short of
+    heel and toes; the leg's through the centroids of horizontal sections
+    above ``params.skeleton_leg_height``, carried straight down through the
+    ankle to ``params.skeleton_split`` so the ankle's bumps point away from it.
+    """
+    def centroids(pts: np.ndarray, axis: int) -> np.ndarray:
         if len(pts) == 0:
-            return []
+            return np.empty((0, 3))
         key = np.floor(pts[:, axis] / params.skeleton_step_mm).astype(np.int64)
         order = np.argsort(key, kind="stable")
         key, pts = key[order], pts[order]
         cuts = np.flatnonzero(np.diff(key)) + 1
-        return [g.mean(axis=0) for g in np.split(pts, cuts) if len(g) >= _MIN_SECTION_POINTS]
+        groups = [g.mean(axis=0) for g in np.split(pts, cuts) if len(g) >= _MIN_SECTION_POINTS]
+        return np.array(groups).reshape(-1, 3)
 
     x, z = points[:, 0], points[:, 2]
-    # The centre line stops short of heel and toes, so their ends point outward.
-    end = params.skeleton_end_share * foot_length
-    foot = centroids(points[(z < params.skeleton_foot_height * foot_length)
-                            & (x > end) & (x < foot_length - end)], 0)
-    leg = centroids(points[z > params.skeleton_leg_height * foot_length], 2)
-    skeleton = np.array(foot + leg)
-    if len(skeleton) == 0:
+    fl = foot_length
+    end = params.skeleton_end_share * fl
+    foot = centroids(points[(z < params.skeleton_foot_height * fl)
+                            & (x > end) & (x < fl - end)], 0)
+    leg = centroids(points[z > params.skeleton_leg_height * fl], 2)
+    split = params.skeleton_split * fl
+    if len(leg) >= 2:
+        centre = leg.mean(axis=0)
+        _, _, vt = np.linalg.svd(leg - centre, full_matrices=False)
+        direction = vt[0] if vt[0][2] > 0 else -vt[0]
+        heights = np.arange(split, leg[:, 2].min(), params.skeleton_step_mm)
+        carried = centre + np.outer((heights - centre[2]) / direction[2], direction)
+        leg = np.vstack([carried, leg])
+    if len(foot) == 0 and len(leg) == 0:
         raise CannotServeError("the scan holds no limb that could be closed; scan it again")
-    return skeleton
+    if len(foot) == 0:
+        foot = leg
+    if len(leg) == 0:
+        leg = foot
+    return Skeleton(foot=foot, leg=leg, split_z=split)
 
 
-def orient_normals(points: np.ndarray, normals: np.ndarray, skeleton: np.ndarray) -> np.ndarray:
-    """Flip unoriented unit ``normals`` (n, 3) so each points away from the limb's centre line.
+def orient_normals(points: np.ndarray, normals: np.ndarray, skeleton: Skeleton,
+                   params: SurfaceParams) -> np.ndarray:
+    """Flip unoriented unit ``normals`` (n, 3) so each points out of the limb.
 
-    A limb is a tube around its centre line (``skeleton``, see
-    :func:`limb_skeleton`): outward is away from the nearest centre point.
+    A limb is a tube around its centre lines (see :func:`limb_skeleton`):
+    where a normal clearly lines up with the direction away from the nearest
+    centre point, that direction orients it.  Where it does not, orientation
+    spreads from oriented neighbours to their neighbours, keeping adjacent
+    normals in agreement.
     """
-    _, nearest = cKDTree(skeleton).query(points)
-    away = points - skeleton[nearest]
-    sign = np.where(np.einsum("ij,ij->i", normals, away) >= 0, 1.0, -1.0)
-    return normals * sign[:, None]
+    in_leg = points[:, 2] >= skeleton.split_z
+    away = np.empty_like(points)
+    for part, centre in ((in_leg, skeleton.leg), (~in_leg, skeleton.foot)):
+        if part.any():
+            _, nearest = cKDTree(centre).query(points[part])
+            away[part] = points[part] - centre[nearest]
+    away /= np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-9)
+    cos = np.einsum("ij,ij->i", normals, away)
+    oriented = normals * np.where(cos >= 0, 1.0, -1.0)[:, None]
+    decided = np.abs(cos) >= params.orient_confident_cos
+    if decided.all():
+        return oriented
+    _, neighbours = cKDTree(points).query(points, k=_ORIENT_NEIGHBORS + 1)
+    neighbours = neighbours[:, 1:]
+    while not decided.all():
+        open_ = np.flatnonzero(~decided)
+        nb = neighbours[open_]
+        weight = decided[nb].astype(float)
+        votes = np.einsum("ij,ikj->ik", normals[open_], oriented[nb]) * weight
+        reached = weight.sum(axis=1) > 0
+        if not reached.any():
+            break  # islands with no oriented neighbour keep the centre-line sign
+        agree = np.where(votes[reached].sum(axis=1) >= 0, 1.0, -1.0)
+        oriented[open_[reached]] = normals[open_[reached]] * agree[:, None]
+        decided[open_[reached]] = True
+    return oriented
 
 
 def implicit_distance(query: np.ndarray, tree: cKDTree, normals: np.ndarray, *,
