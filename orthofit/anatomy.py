@@ -257,7 +257,8 @@ def _shank_axis(points: np.ndarray, fl: float, params: AnatomyParams
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """A point on and the upward direction of the leg's axis, from sections above the ankle."""
     z = points[:, 2]
-    start = params.shank_axis_from_share * fl
+    # Above the instep; a foot-only scan stops lower, so use its upper part.
+    start = min(params.shank_axis_from_share * fl, params.shank_axis_top_share * z.max())
     above = points[z >= start]
     if len(above) < 10:
         return None, None
@@ -347,11 +348,17 @@ def _measure_leg(mesh: trimesh.Trimesh, lm: dict, ms: dict, medial: float, fl: f
     girth = np.array([np.nan if g is None else g for _, g in sections])
     if np.all(np.isnan(girth)):
         return
-    calf_i = int(np.nanargmax(girth))
+    # The ankle's narrowest section lies in the lower half of the shank; the
+    # calf's belly is the widest above it.
+    lower = max(1, len(girth) // 2)
+    if np.all(np.isnan(girth[:lower])):
+        return
+    ankle_i = int(np.nanargmin(girth[:lower]))
+    calf_i = ankle_i + int(np.nanargmax(girth[ankle_i:]))
     lm["calf"] = sections[calf_i][0]
     ms["calf_circumference_mm"] = float(girth[calf_i])
     ms["calf_height_mm"] = float(lm["calf"][2])
-    ms["ankle_circumference_mm"] = float(np.nanmin(girth[: calf_i + 1]))
+    ms["ankle_circumference_mm"] = float(girth[ankle_i])
     lm["fibular_head"] = _fibular_head(mesh, girth, calf_i, lm, medial, fl, top_z, params)
     end = lm["fibular_head"] if lm["fibular_head"] is not None else lm["leg_top"]
     ms["shank_length_mm"] = float(np.linalg.norm(end - ankle))

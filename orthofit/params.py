@@ -164,6 +164,8 @@ class AnatomyParams:
     # The shank's axis runs through the centres of sections above this share
     # of foot length (above the instep), binned this finely (mm).
     shank_axis_from_share: float = 0.45
+    # ...or above this share of the scan's height, whichever is lower.
+    shank_axis_top_share: float = 0.75
     skeleton_bin_mm: float = 5.0
     # Heel width is measured on the heel below this share of foot length.
     heel_width_height_share: float = 0.2
