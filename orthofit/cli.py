@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -84,17 +83,21 @@ MaxMbOpt = Annotated[float, typer.Option(
     "--max-file-mb", min=0.001, help="Refuse scan files larger than this.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        _out.print(f"orthofit {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          is_eager=True, callback=_print_version)] = False,
 ) -> None:
     """orthofit: scan intake, orthosis design and checks."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if version:
-        _out.print(f"orthofit {__version__}")
-        raise typer.Exit(0)
 
 
 @app.command()
@@ -194,14 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every error into its exit code and one line."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="orthofit")
-    except click.exceptions.NoArgsIsHelpError as exc:
-        _err.print(exc.ctx.get_help() if exc.ctx else str(exc))
-        return 2
-    except click.exceptions.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "orthofit"
+    except typer.TyperException as exc:  # typer's usage errors: bad option, missing argument
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return exc.exit_code  # typer has printed the help already
+        command = ctx.command_path if ctx is not None else "orthofit"
         _fail(f"{exc.format_message()} (see '{command} --help')")
-        return 2
-    except click.exceptions.Abort:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted")
         return 130
     except OrthofitError as exc:

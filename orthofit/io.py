@@ -43,6 +43,8 @@ SCAN_FORMATS = ("stl", "obj", "ply", "off", "glb", "pcd", "xyz")
 _SUFFIX_FORMAT = {".stl": "stl", ".obj": "obj", ".ply": "ply", ".off": "off",
                   ".glb": "glb", ".pcd": "pcd", ".xyz": "xyz", ".txt": "xyz",
                   ".pts": "xyz", ".asc": "xyz"}
+# Share of the first lines that must be numbers for a file to be read as XYZ.
+_XYZ_NUMERIC_SHARE = 0.8
 _STL_HEADER_BYTES = 84
 _STL_TRIANGLE_BYTES = 50
 
@@ -122,17 +124,19 @@ def sniff_format(data: bytes, suffix: str = "") -> str:
 
 
 def _looks_numeric(lines: list[bytes]) -> bool:
+    """Most of the first lines are three or more numbers (an XYZ point list)."""
     body = [ln for ln in lines if not ln.startswith(b"#")]
-    if not body:
+    return bool(body) and sum(map(_is_point_line, body)) >= _XYZ_NUMERIC_SHARE * len(body)
+
+
+def _is_point_line(line: bytes) -> bool:
+    parts = line.replace(b",", b" ").split()
+    if len(parts) < 3:
         return False
-    for ln in body:
-        parts = ln.replace(b",", b" ").split()
-        if len(parts) < 3:
-            return False
-        try:
-            [float(p) for p in parts[:3]]
-        except ValueError:
-            return False
+    try:
+        [float(p) for p in parts[:3]]
+    except ValueError:
+        return False
     return True
 
 
