@@ -98,10 +98,10 @@ def _round(p: np.ndarray) -> list[float]:
 class _Clock:
     """Times stages and reports each to the progress callback."""
 
-    def __init__(self, progress: Progress | None):
+    def __init__(self, progress: Progress | None, started: float | None):
         self.progress = progress
         self.timings: dict[str, float] = {}
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if started is None else started
 
     def done(self, stage: str, summary: str) -> None:
         now = time.perf_counter()
@@ -116,7 +116,8 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
                cleaning: CleaningParams = CleaningParams(),
                surface_params: SurfaceParams = SurfaceParams(),
                anatomy_params: AnatomyParams = AnatomyParams(),
-               progress: Progress | None = None) -> IntakeResult:
+               progress: Progress | None = None,
+               started: float | None = None) -> IntakeResult:
     """Clean, align, close and measure a raw scan.
 
     Parameters
@@ -124,6 +125,8 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     raw : the scan as read by :func:`orthofit.io.read_scan`
     options : what the user gave (units, up axis, side, weight bearing, seed)
     progress : called after each stage with (stage, summary, seconds)
+    started : ``time.perf_counter()`` when reading the file began, so the
+        "read" stage counts it
 
     Raises
     ------
@@ -133,7 +136,7 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     CannotServeError
         The scan holds no foot, or no limb could be closed.
     """
-    clock = _Clock(progress)
+    clock = _Clock(progress, started)
     warnings: list[str] = []
     report: dict[str, Any] = {"input_points": int(len(raw.points)),
                               "input_faces": 0 if raw.faces is None else int(len(raw.faces))}

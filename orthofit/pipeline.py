@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from .intake import IntakeResult, Progress, run_intake
@@ -25,8 +26,9 @@ _BYTES_PER_MB = 1_000_000
 def inspect_file(path: str | Path, options: IntakeOptions, *,
                  progress: Progress | None = None) -> IntakeResult:
     """Read a scan file and run intake on it (see :func:`orthofit.intake.run_intake`)."""
+    started = time.perf_counter()
     raw = read_scan(path, max_bytes=int(options.max_file_mb * _BYTES_PER_MB))
-    return run_intake(raw, options, progress=progress)
+    return run_intake(raw, options, progress=progress, started=started)
 
 
 def write_intake(outdir: str | Path, result: IntakeResult) -> None:

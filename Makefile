@@ -1,0 +1,34 @@
+# orthofit: `make demo` runs intake on a bundled sample scan; `make test` runs the tests.
+# Both set everything up first on a fresh machine (system libraries, a virtualenv).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SAMPLE ?= scans/adult_left_floor_mm_zup.ply
+OUT ?= out/demo
+
+.PHONY: setup demo test bench samples clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install-system-deps
+	scripts/install-system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/orthofit inspect $(SAMPLE) -o $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m bench.bench_intake
+
+samples: setup
+	$(BIN)/python -m scans.make_samples
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
