@@ -1,0 +1,38 @@
+"""The public API is what ``__all__`` declares, and every module's doctests pass."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+import orthofit
+
+MODULES = ["anatomy", "clean", "cli", "errors", "frame", "intake", "io", "params",
+           "pipeline", "surface"]
+
+
+def test_exported_members():
+    assert sorted(orthofit.__all__) == sorted([
+        "__version__", "OrthofitError", "UsageError", "ScanFileError", "CannotServeError",
+        "CheckFailedError", "IntakeOptions", "RawScan", "read_scan", "read_scan_bytes",
+        "IntakeResult", "run_intake", "inspect_file", "write_intake"])
+    for name in orthofit.__all__:
+        assert hasattr(orthofit, name), name
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_declares_its_api_and_doctests_pass(name):
+    module = importlib.import_module(f"orthofit.{name}")
+    assert module.__doc__, f"orthofit.{name} needs a docstring saying what it owns"
+    for member in getattr(module, "__all__", []):
+        assert hasattr(module, member), f"orthofit.{name}.{member}"
+    failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0
+
+
+def test_exit_codes_are_distinct():
+    codes = {cls.exit_code for cls in (orthofit.UsageError, orthofit.ScanFileError,
+                                       orthofit.CannotServeError, orthofit.CheckFailedError)}
+    assert codes == {2, 3, 4, 5}
