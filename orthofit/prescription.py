@@ -1,0 +1,191 @@
+"""The prescription: what the orthotist orders, validated once, with visible defaults.
+
+This module owns the prescription schema used by the CLI, the service and
+batch manifests: the scan options, the device, thickness and clearance, the
+material and printer, trimlines tied to landmarks, and landmark overrides.
+Clinical defaults carry their source (as in ``shared/DOMAIN.md``: ``[lit]``
+published, ``[typ]`` common practice); presets fill what a device needs and
+what the prescription leaves out.  It must not touch geometry or files.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .params import IntakeOptions
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DEVICES",
+    "MATERIALS",
+    "PRINTERS",
+    "Material",
+    "Printer",
+    "ScanSpec",
+    "Trimlines",
+    "Prescription",
+]
+
+SCHEMA_VERSION = 1
+
+Device = Literal["solid-afo", "posterior-leaf-spring", "smo", "foot-orthosis"]
+DEVICES: tuple[str, ...] = ("solid-afo", "posterior-leaf-spring", "smo", "foot-orthosis")
+Footplate = Literal["three-quarter", "sulcus", "full", "toe-extension"]
+LandmarkName = Literal["heel", "toe_tip", "mth1", "mth5", "sulcus", "navicular", "mt5_base",
+                       "medial_malleolus", "lateral_malleolus", "ankle_center", "calf",
+                       "leg_top", "fibular_head"]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Material(BaseModel):
+    """A print material's properties (g/cm³, mm)."""
+
+    model_config = _STRICT
+    name: str
+    density_g_cm3: float = Field(gt=0)
+    # Thinnest wall the process prints reliably.
+    printable_min_wall_mm: float = Field(gt=0)
+    # Thinnest wall that still carries an orthosis's loads.
+    structural_min_wall_mm: float = Field(gt=0)
+
+
+#: Named materials.  Densities are the suppliers' published part densities;
+#: minimum walls follow DOMAIN.md (a 2.0 mm structural check, Rhino Orthotic
+#: Toolkit [typ]) and the processes' design guides [typ].
+MATERIALS: dict[str, Material] = {
+    "PP": Material(name="PP", density_g_cm3=0.90, printable_min_wall_mm=1.2,
+                   structural_min_wall_mm=3.0),
+    "PA12": Material(name="PA12", density_g_cm3=1.01, printable_min_wall_mm=0.8,
+                     structural_min_wall_mm=2.0),
+    "PETG": Material(name="PETG", density_g_cm3=1.27, printable_min_wall_mm=0.8,
+                     structural_min_wall_mm=2.5),
+}
+
+
+class Printer(BaseModel):
+    """A printer's build volume (mm)."""
+
+    model_config = _STRICT
+    name: str
+    build_volume_mm: tuple[float, float, float]
+
+
+#: Named printers: HP MJF 5200 (380 x 284 x 380 mm) and a common FDM bed
+#: (250 x 210 x 220 mm) [typ, DOMAIN.md].
+PRINTERS: dict[str, Printer] = {
+    "hp-mjf-5200": Printer(name="hp-mjf-5200", build_volume_mm=(380.0, 284.0, 380.0)),
+    "fdm-250": Printer(name="fdm-250", build_volume_mm=(250.0, 210.0, 220.0)),
+}
+
+
+class ScanSpec(IntakeOptions):
+    """The scan's options, as ``orthofit inspect`` takes them, and the case reference."""
+
+    # A case reference, never a patient's name: letters, digits, '.', '_' and '-'.
+    case_ref: str = Field(default="case", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class Trimlines(BaseModel):
+    """Where the shell ends, tied to landmarks (mm).  ``None`` takes the device's preset."""
+
+    model_config = _STRICT
+    # The common peroneal nerve wraps the fibular neck: end 20-25 mm below
+    # the fibular head [typ].
+    proximal_below_fibular_head_mm: float = Field(default=22.0, ge=10.0, le=120.0)
+    # Absolute height of the proximal edge above the floor; needed when the
+    # scan does not reach the knee (no fibular head).
+    proximal_height_mm: float | None = Field(default=None, gt=0.0, le=700.0)
+    # Side trimlines pass this far in front of (+) or behind (-) the malleoli:
+    # solid AFO 10-15 mm anterior, leaf spring 10-15 mm posterior [typ].
+    anterior_offset_mm: float | None = Field(default=None, ge=-40.0, le=40.0)
+    footplate: Footplate | None = None
+    # Toe plate beyond the toe tip; OrthOpen leaves 15 mm [lit: OTA3D/orthopen].
+    toe_extension_mm: float = Field(default=15.0, ge=0.0, le=60.0)
+    # Heel cup of a foot orthosis: 10-20 mm deep [typ].
+    heel_cup_height_mm: float = Field(default=15.0, ge=5.0, le=40.0)
+    # SMO proximal edge 20-30 mm above the malleolus apex [typ].
+    smo_height_above_malleolus_mm: float = Field(default=25.0, ge=5.0, le=60.0)
+    # Edges flare a few mm away from the skin [typ].
+    edge_flare_mm: float = Field(default=2.0, ge=0.0, le=8.0)
+
+
+#: Per-device presets for what the prescription leaves as None.
+DEVICE_PRESETS: dict[str, dict[str, object]] = {
+    "solid-afo": {"anterior_offset_mm": 12.0, "footplate": "full"},
+    "posterior-leaf-spring": {"anterior_offset_mm": -12.0, "footplate": "full"},
+    "smo": {"anterior_offset_mm": 12.0, "footplate": "full"},
+    "foot-orthosis": {"anterior_offset_mm": 0.0, "footplate": "sulcus"},
+}
+
+#: Default wall thickness per material: thermoformed PP 3-5 mm, printed PA12
+#: ~3-4 mm [typ]; PETG as PP.
+DEFAULT_THICKNESS_MM = {"PP": 4.0, "PA12": 3.5, "PETG": 4.0}
+
+
+class Prescription(BaseModel):
+    """An orthosis prescription.
+
+    Examples
+    --------
+    >>> rx = Prescription(device="smo", material="PA12")
+    >>> rx.thickness_mm, rx.clearance_mm, rx.trimlines.footplate
+    (3.5, 2.0, 'full')
+    >>> Prescription(device="solid-afo", thickness_mm=0.5)
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Prescription
+    ...
+    """
+
+    model_config = _STRICT
+    schema_version: Literal[1] = SCHEMA_VERSION
+    scan: ScanSpec = ScanSpec()
+    device: Device = "solid-afo"
+    # Wall thickness; None takes the material's default.  WASP-Med bounds
+    # 3-6 mm; 2.0 mm is the structural floor checked by the Rhino Orthotic
+    # Toolkit [typ]; 8 mm leaves room for stiff adult devices.
+    thickness_mm: float | None = Field(default=None, ge=2.0, le=8.0)
+    # Sock or liner gap between skin and shell: 1-3 mm [typ].
+    clearance_mm: float = Field(default=2.0, ge=0.0, le=6.0)
+    material: Literal["PP", "PA12", "PETG"] = "PA12"
+    printer: Literal["hp-mjf-5200", "fdm-250", "custom"] = "hp-mjf-5200"
+    # Build volume of a custom printer (mm); required when printer is "custom".
+    build_volume_mm: tuple[float, float, float] | None = None
+    trimlines: Trimlines = Trimlines()
+    # Landmarks in the device frame (mm) that replace the detected ones.
+    landmark_overrides: dict[LandmarkName, tuple[float, float, float]] = Field(
+        default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fill_presets(self) -> "Prescription":
+        if self.thickness_mm is None:
+            object.__setattr__(self, "thickness_mm", DEFAULT_THICKNESS_MM[self.material])
+        preset = DEVICE_PRESETS[self.device]
+        filled = {k: v for k, v in preset.items() if getattr(self.trimlines, k) is None}
+        if filled:
+            object.__setattr__(self, "trimlines", self.trimlines.model_copy(update=filled))
+        if self.printer == "custom":
+            if self.build_volume_mm is None or min(self.build_volume_mm) <= 0:
+                raise ValueError("printer 'custom' needs build_volume_mm: three positive "
+                                 "lengths in mm")
+        elif self.build_volume_mm is not None:
+            raise ValueError("build_volume_mm is only for printer 'custom'")
+        mat = MATERIALS[self.material]
+        if self.thickness_mm < mat.structural_min_wall_mm:
+            raise ValueError(f"thickness_mm {self.thickness_mm} is below the "
+                             f"{mat.structural_min_wall_mm} mm structural minimum of "
+                             f"{mat.name}")
+        return self
+
+    @property
+    def material_spec(self) -> Material:
+        return MATERIALS[self.material]
+
+    @property
+    def printer_spec(self) -> Printer:
+        if self.printer == "custom":
+            return Printer(name="custom", build_volume_mm=self.build_volume_mm)
+        return PRINTERS[self.printer]
