@@ -124,7 +124,10 @@ def find_foot(points: np.ndarray, params: AnatomyParams) -> FootAxis:
         raise CannotServeError(no_foot)
     forward = evecs[:, 1]
     # The leg stands over the heel: the top of the scan marks the back of the foot.
-    top = points[z > np.percentile(z, 90)][:, :2].mean(axis=0)
+    top_points = points[z > np.percentile(z, 90)][:, :2]
+    top = top_points.mean(axis=0)
+    if np.ptp(xy @ forward) < params.min_foot_to_top_ratio * np.ptp(top_points @ forward):
+        raise CannotServeError(no_foot)
     if (centre - top) @ forward < 0:
         forward = -forward
     low = points[z < params.heel_search_height_mm]

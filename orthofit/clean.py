@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
+from scipy.spatial import ConvexHull, QhullError
 
 from .params import CleaningParams
 
@@ -78,11 +79,12 @@ def surface_points(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float,
     """
     tri = vertices[faces]
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    wanted = int(area.sum() / spacing_mm**2)
-    if wanted <= len(vertices):
+    # STL repeats each vertex once per triangle: count distinct positions.
+    distinct = len(np.unique(vertices[np.unique(faces)], axis=0))
+    count = int(area.sum() / spacing_mm**2) - distinct
+    if count <= 0:
         return vertices
     rng = np.random.default_rng(seed)
-    count = wanted - len(vertices)
     face = rng.choice(len(faces), size=count, p=area / area.sum())
     uv = rng.random((count, 2))
     flip = uv.sum(axis=1) > 1.0
@@ -166,9 +168,26 @@ def find_floor(points: np.ndarray, normals: np.ndarray, up_candidates: np.ndarra
             continue
         if (rest > 0).mean() < params.floor_min_share_above:
             continue
+        # A floor reaches beyond the limb standing on it; the flat cut rim of
+        # an open scan does not.
+        near = (height > params.floor_distance_mm) & (height < params.floor_limb_band_mm)
+        if _plane_area(points[inliers], normal) < params.floor_min_area_ratio * _plane_area(
+                points[near], normal):
+            continue
         if best is None or inliers.sum() > best.inliers.sum():
             best = Floor(normal=normal, point=point, inliers=inliers)
     return best
+
+
+def _plane_area(points: np.ndarray, normal: np.ndarray) -> float:
+    """Area (mm²) of the convex hull of ``points`` projected onto the plane of ``normal``."""
+    if len(points) < 3:
+        return 0.0
+    basis = np.linalg.svd(normal[None, :])[2][1:]
+    try:
+        return float(ConvexHull(points @ basis.T).volume)
+    except (QhullError, ValueError):
+        return 0.0
 
 
 def _fit_plane(points: np.ndarray, towards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,8 +213,12 @@ def largest_cluster_mask(points: np.ndarray, voxel_mm: float,
     Returns the mask and the number of clusters found (clutter objects and
     stray groups make the others).
     """
-    labels = np.asarray(_cloud(points).cluster_dbscan(
-        eps=params.cluster_radius_voxels * voxel_mm,
+    cloud = _cloud(points)
+    # The radius follows the scan's own spacing where it is sparser than the voxel.
+    spacing = np.percentile(np.asarray(cloud.compute_nearest_neighbor_distance()),
+                            params.cluster_spacing_percentile)
+    labels = np.asarray(cloud.cluster_dbscan(
+        eps=params.cluster_radius_voxels * max(voxel_mm, float(spacing)),
         min_points=params.cluster_min_points))
     found = labels[labels >= 0]
     if found.size == 0:

@@ -87,6 +87,10 @@ class CleaningParams:
     floor_min_share_above: float = 0.95
     # ...and it holds at least this share of the downsampled points [eng].
     floor_min_share: float = 0.03
+    # ...and spreads at least this much wider than the limb's footprint (the
+    # limb's points within floor_limb_band_mm above it) [eng].
+    floor_min_area_ratio: float = 1.5
+    floor_limb_band_mm: float = 50.0
     ransac_iterations: int = 2_000
     # Statistical outlier removal: neighbours and standard-deviation ratio,
     # Open3D's documented defaults for scanner noise [eng].
@@ -95,6 +99,9 @@ class CleaningParams:
     # Clustering radius in voxels: scan views overlap, so the limb stays one
     # cluster while clutter 40 mm away separates [eng].
     cluster_radius_voxels: float = 3.0
+    # ...or that many times this percentile of the neighbour spacing, where a
+    # scan is sparser than the voxel [eng].
+    cluster_spacing_percentile: float = 90.0
     cluster_min_points: int = 10
     # Normal estimation neighbourhood [eng].
     normal_neighbors: int = 24
@@ -115,10 +122,11 @@ class SurfaceParams:
     # The ragged open top of the leg is cut flat this far below its highest
     # scanned point [eng].
     top_trim_mm: float = 3.0
-    # Centre line for orienting normals: foot sections below this many foot
-    # lengths, leg sections above that many (the ankle lies between) [eng].
+    # The sole closes straight down inside the outline of the scanned points
+    # below this height: floor removal leaves the lowest 3 mm unscanned [eng].
+    sole_band_mm: float = 12.0
+    # Sections for orienting normals: the foot's below this many foot lengths [eng].
     skeleton_foot_height: float = 0.3
-    skeleton_leg_height: float = 0.4
     # Points above this many foot lengths orient by the leg's centre line,
     # carried down through the ankle; points below by the foot's [eng].
     skeleton_split: float = 0.22
@@ -188,6 +196,9 @@ class AnatomyParams:
     leg_min_height_foot_lengths: float = 0.75
     # Heel width: the widest section within this distance of the heel (issue #2).
     heel_width_window_mm: float = 40.0
+    # A foot reaches this many times further along its axis than the top of
+    # the scan (leg or ankle) does; a stump's end does not.
+    min_foot_to_top_ratio: float = 1.6
     # Below this many scanned points in the foot the scan has no foot.
     min_foot_points: int = 200
     # Feet shorter or longer than this are not feet (infant to large adult).

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 from scipy import ndimage
-from scipy.spatial import cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 from skimage.measure import marching_cubes
 
 from .errors import CannotServeError
 from .params import SurfaceParams
 
-__all__ = ["ClosedLimb", "Skeleton", "cut_height", "limb_skeleton", "orient_normals",
+__all__ = ["ClosedLimb", "Sections", "Skeleton", "cut_height", "limb_skeleton",
+           "orient_normals",
            "implicit_distance", "close_limb"]
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,14 @@ _COARSE_NEIGHBORS = 4
 # Fine nodes are evaluated where the coarse field is within this many coarse
 # cells of the surface (trilinear error of a smooth limb stays well inside).
 _BAND_COARSE_CELLS = 0.75
+# Above the sole band the outline constraint relaxes this fast (mm per mm).
+_SOLE_RELAX = 3.0
+# Morphological opening of the inside (grid cells): removes fins under ~3 cells thick.
+_OPEN_CELLS = 1
+# Far from the scan, this many nearest points vote on inside or outside,
+# each only if the query lies within acos(0.5) = 60 degrees of its normal line.
+_FAR_VOTERS = 16
+_FAR_FACE_ON_COS = 0.5
 # Coarse nodes with no scanned point within this many cells are far nodes.
 _FAR_COARSE_CELLS = 3
 # Grid cells of padding around the limb so the surface never touches the grid edge.
@@ -47,8 +56,13 @@ _PAD_CELLS = 3
 _TOP_SEARCH_SHARE = 0.3
 # Angular bins a horizontal section must fill all round to count as complete.
 _RING_BINS = 24
-# Neighbours over which normal orientation spreads.
+# Neighbours over which normal orientation spreads, and how far out of the
+# tangent plane (cosine to the normal) a neighbour may lie to count.
 _ORIENT_NEIGHBORS = 8
+_TANGENT_COS = 0.5
+# Foot columns need this many points and this half height (mm) to tell top from bottom.
+_MIN_COLUMN_POINTS = 4
+_MIN_COLUMN_HALF_MM = 3.0
 # Sections with fewer points do not place a centre-line point.
 _MIN_SECTION_POINTS = 10
 
@@ -97,77 +111,152 @@ def _complete_ring(xy: np.ndarray) -> bool:
 
 
 @dataclass(frozen=True)
-class Skeleton:
-    """The limb's centre lines in the device frame (mm).
+class Sections:
+    """Elliptic sections of a limb part along one axis (mm).
 
-    Points below ``split_z`` belong to the foot (centre line ``foot``), points
-    above to the leg (``leg``, its axis carried down to ``split_z``).
+    ``at`` (k,) positions along ``axis``; ``centre`` (k, 2) and ``half`` (k, 2)
+    the section's centre and half-extents in the two other coordinates.
     """
 
-    foot: np.ndarray
-    leg: np.ndarray
+    axis: int
+    at: np.ndarray
+    centre: np.ndarray
+    half: np.ndarray
+
+    def outward(self, points: np.ndarray) -> np.ndarray:
+        """Outward directions (n, 3): gradients of the nearest section's ellipse.
+
+        Beyond the first or last section the part is closed by an ellipsoidal cap.
+        """
+        other = [i for i in range(3) if i != self.axis]
+        k = np.clip(np.searchsorted(self.at, points[:, self.axis]), 0, len(self.at) - 1)
+        prev = np.clip(k - 1, 0, len(self.at) - 1)
+        nearer = np.abs(self.at[prev] - points[:, self.axis]) < np.abs(
+            self.at[k] - points[:, self.axis])
+        k = np.where(nearer, prev, k)
+        half = np.maximum(self.half[k], 1.0)
+        grad = np.zeros_like(points)
+        grad[:, other] = (points[:, other] - self.centre[k]) / half**2
+        beyond = points[:, self.axis] - np.clip(points[:, self.axis], self.at[0], self.at[-1])
+        cap = np.maximum(half.mean(axis=1), 1.0)
+        grad[:, self.axis] = beyond / cap**2
+        return grad
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Vertical extent of the foot per (x, y) column: mid height and half height (mm).
+
+    A section across the forefoot mixes the high big toe with the low little
+    toes; per column, top and bottom of each toe are told apart.
+    """
+
+    origin: np.ndarray
+    step: float
+    mid: np.ndarray
+    half: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def of(cls, points: np.ndarray, step: float) -> "Columns":
+        origin = points[:, :2].min(axis=0)
+        ij = np.floor((points[:, :2] - origin) / step).astype(np.int64)
+        shape = tuple(ij.max(axis=0) + 1)
+        lo = np.full(shape, np.inf)
+        hi = np.full(shape, -np.inf)
+        count = np.zeros(shape, dtype=np.int64)
+        np.minimum.at(lo, tuple(ij.T), points[:, 2])
+        np.maximum.at(hi, tuple(ij.T), points[:, 2])
+        np.add.at(count, tuple(ij.T), 1)
+        return cls(origin, step, (lo + hi) / 2, (hi - lo) / 2, count)
+
+    def vertical(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(z - mid) / half² per point, and whether its column holds a top and a bottom."""
+        ij = np.floor((points[:, :2] - self.origin) / self.step).astype(np.int64)
+        inside = np.all((ij >= 0) & (ij < np.array(self.mid.shape)), axis=1)
+        out = np.zeros(len(points))
+        ok = np.zeros(len(points), dtype=bool)
+        i, j = ij[inside].T
+        half = self.half[i, j]
+        good = (self.count[i, j] >= _MIN_COLUMN_POINTS) & (half >= _MIN_COLUMN_HALF_MM)
+        idx = np.flatnonzero(inside)[good]
+        out[idx] = (points[idx, 2] - self.mid[i[good], j[good]]) / half[good] ** 2
+        ok[idx] = True
+        return out, ok
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """The limb as elliptic sections: the foot's along x, the leg's along z.
+
+    Points below ``split_z`` belong to the foot, points above to the leg;
+    ``columns`` refines the foot's up/down direction per (x, y) column.
+    """
+
+    foot: Sections
+    leg: Sections
     split_z: float
+    columns: Columns | None = None
+
+
+def _sections(points: np.ndarray, axis: int, step: float) -> Sections | None:
+    other = [i for i in range(3) if i != axis]
+    key = np.floor(points[:, axis] / step).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key, pts = key[order], points[order]
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    groups = [g for g in np.split(pts, cuts) if len(g) >= _MIN_SECTION_POINTS]
+    if not groups:
+        return None
+    lo = np.array([g[:, other].min(axis=0) for g in groups])
+    hi = np.array([g[:, other].max(axis=0) for g in groups])
+    return Sections(axis=axis, at=np.array([g[:, axis].mean() for g in groups]),
+                    centre=(lo + hi) / 2, half=(hi - lo) / 2)
 
 
 def limb_skeleton(points: np.ndarray, foot_length: float, params: SurfaceParams) -> Skeleton:
-    """Centre lines of a limb in the device frame.
+    """Elliptic sections of a limb in the device frame.
 
-    The foot's runs through the centroids of sections across its length
-    (below ``params.skeleton_foot_height`` foot lengths), stopping short of
-    heel and toes; the leg's through the centroids of horizontal sections
-    above ``params.skeleton_leg_height``, carried straight down through the
-    ankle to ``params.skeleton_split`` so the ankle's bumps point away from it.
+    The foot's are sections across its length below
+    ``params.skeleton_foot_height`` foot lengths, stopping short of heel and
+    toes (caps close the ends); the leg's are horizontal sections above
+    ``params.skeleton_split`` foot lengths.
     """
-    def centroids(pts: np.ndarray, axis: int) -> np.ndarray:
-        if len(pts) == 0:
-            return np.empty((0, 3))
-        key = np.floor(pts[:, axis] / params.skeleton_step_mm).astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        key, pts = key[order], pts[order]
-        cuts = np.flatnonzero(np.diff(key)) + 1
-        groups = [g.mean(axis=0) for g in np.split(pts, cuts) if len(g) >= _MIN_SECTION_POINTS]
-        return np.array(groups).reshape(-1, 3)
-
     x, z = points[:, 0], points[:, 2]
     fl = foot_length
     end = params.skeleton_end_share * fl
-    foot = centroids(points[(z < params.skeleton_foot_height * fl)
-                            & (x > end) & (x < fl - end)], 0)
-    leg = centroids(points[z > params.skeleton_leg_height * fl], 2)
     split = params.skeleton_split * fl
-    if len(leg) >= 2:
-        centre = leg.mean(axis=0)
-        _, _, vt = np.linalg.svd(leg - centre, full_matrices=False)
-        direction = vt[0] if vt[0][2] > 0 else -vt[0]
-        heights = np.arange(split, leg[:, 2].min(), params.skeleton_step_mm)
-        carried = centre + np.outer((heights - centre[2]) / direction[2], direction)
-        leg = np.vstack([carried, leg])
-    if len(foot) == 0 and len(leg) == 0:
+    foot = _sections(points[(z < params.skeleton_foot_height * fl)
+                            & (x > end) & (x < fl - end)], 0, params.skeleton_step_mm)
+    leg = _sections(points[z >= split], 2, params.skeleton_step_mm)
+    if foot is None and leg is None:
         raise CannotServeError("the scan holds no limb that could be closed; scan it again")
-    if len(foot) == 0:
-        foot = leg
-    if len(leg) == 0:
-        leg = foot
-    return Skeleton(foot=foot, leg=leg, split_z=split)
+    low = points[z < split]
+    columns = Columns.of(low, params.skeleton_step_mm) if len(low) else None
+    return Skeleton(foot=foot or leg, leg=leg or foot, split_z=split, columns=columns)
 
 
 def orient_normals(points: np.ndarray, normals: np.ndarray, skeleton: Skeleton,
                    params: SurfaceParams) -> np.ndarray:
     """Flip unoriented unit ``normals`` (n, 3) so each points out of the limb.
 
-    A limb is a tube around its centre lines (see :func:`limb_skeleton`):
-    where a normal clearly lines up with the direction away from the nearest
-    centre point, that direction orients it.  Where it does not, orientation
-    spreads from oriented neighbours to their neighbours, keeping adjacent
-    normals in agreement.
+    Foot and leg are tubes of roughly elliptic section (see
+    :func:`limb_skeleton`): where a normal clearly lines up with the outward
+    normal of its section's ellipse, that orients it.  Where it does not,
+    orientation spreads from oriented neighbours to their neighbours, keeping
+    adjacent normals in agreement.
     """
     in_leg = points[:, 2] >= skeleton.split_z
     away = np.empty_like(points)
-    for part, centre in ((in_leg, skeleton.leg), (~in_leg, skeleton.foot)):
-        if part.any():
-            _, nearest = cKDTree(centre).query(points[part])
-            away[part] = points[part] - centre[nearest]
-    away /= np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-9)
+    away[in_leg] = skeleton.leg.outward(points[in_leg])
+    foot = ~in_leg
+    away[foot] = skeleton.foot.outward(points[foot])
+    if skeleton.columns is not None:
+        # A foot section mixes the high forefoot with the low little toes, so
+        # up or down comes from the point's own column, or not at all.
+        vertical, ok = skeleton.columns.vertical(points[foot])
+        away[np.flatnonzero(foot), 2] = np.where(ok, vertical, 0.0)
+    away /= np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-12)
     cos = np.einsum("ij,ij->i", normals, away)
     oriented = normals * np.where(cos >= 0, 1.0, -1.0)[:, None]
     decided = np.abs(cos) >= params.orient_confident_cos
@@ -175,10 +264,15 @@ def orient_normals(points: np.ndarray, normals: np.ndarray, skeleton: Skeleton,
         return oriented
     _, neighbours = cKDTree(points).query(points, k=_ORIENT_NEIGHBORS + 1)
     neighbours = neighbours[:, 1:]
+    # Orientation spreads only along the surface: a neighbour straight across
+    # (the facing side of a toe) lies along the normal, not in the tangent plane.
+    chord = points[neighbours] - points[:, None, :]
+    chord /= np.maximum(np.linalg.norm(chord, axis=2, keepdims=True), 1e-12)
+    along = np.abs(np.einsum("ikj,ij->ik", chord, normals)) < _TANGENT_COS
     while not decided.all():
         open_ = np.flatnonzero(~decided)
         nb = neighbours[open_]
-        weight = decided[nb].astype(float)
+        weight = (decided[nb] & along[open_]).astype(float)
         votes = np.einsum("ij,ikj->ik", normals[open_], oriented[nb]) * weight
         reached = weight.sum(axis=1) > 0
         if not reached.any():
@@ -243,7 +337,8 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     hi[2] = top_z + _PAD_CELLS * coarse
     shape = np.ceil((hi - lo) / coarse).astype(int) + 1
     caxes = [lo[i] + coarse * np.arange(shape[i]) for i in range(3)]
-    cvals = _coarse_field(_grid_points(caxes), shape, tree, normals, top_z,
+    closure = _Closure(points, top_z, params)
+    cvals = _coarse_field(_grid_points(caxes), shape, tree, normals, closure,
                           coarse=coarse, bandwidth=step)
     # Fine pass only where the coarse field says the surface may be near.
     fine_shape = _COARSE_FACTOR * (shape - 1) + 1
@@ -251,11 +346,15 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     faxes = [lo[i] + step * np.arange(volume.shape[i]) for i in range(3)]
     flat = volume.reshape(-1)
     near = np.flatnonzero(np.abs(flat) < _BAND_COARSE_CELLS * coarse)
-    fine = _closed(_grid_points(faxes, near), top_z,
-                   implicit_distance(_grid_points(faxes, near), tree, normals,
-                                     neighbors=params.neighbors, bandwidth=step))
+    fine_nodes = _grid_points(faxes, near)
+    fine = closure(fine_nodes, implicit_distance(fine_nodes, tree, normals,
+                                                 neighbors=params.neighbors, bandwidth=step))
     flat[near] = np.where(np.isnan(fine), flat[near], fine)
     flat[flat == 0.0] = np.finfo(np.float64).tiny
+    # Sheets thinner than a limb's thinnest part (a spurious fin where the
+    # field's sign wavers beside the scan) are opened away; toes survive.
+    inside = volume < 0
+    volume[inside & ~ndimage.binary_opening(inside, iterations=_OPEN_CELLS)] = step
     # The grid's outer faces are outside, whatever the field says.
     for axis in range(3):
         np.moveaxis(volume, axis, 0)[[0, -1]] = coarse
@@ -274,37 +373,67 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     return ClosedLimb(mesh=mesh, filled=filled, top_z=top_z)
 
 
-def _closed(q: np.ndarray, top_z: float, distance: np.ndarray) -> np.ndarray:
-    """Intersect the limb with the half-spaces above the floor and below the top cut."""
-    return np.maximum(distance, np.maximum(-q[:, 2], q[:, 2] - top_z))
+class _Closure:
+    """The half-spaces and the sole's outline that close the limb.
+
+    Above the floor and below the top cut; and near the floor, inside the
+    convex outline of the lowest scanned ring: the sole of a standing scan
+    closes down onto the floor plane within the foot's outline, instead of
+    the implicit surface spreading along the floor where nothing was seen.
+    """
+
+    def __init__(self, points: np.ndarray, top_z: float, params: SurfaceParams):
+        self.top_z = top_z
+        self.params = params
+        ring = points[points[:, 2] < params.sole_band_mm][:, :2]
+        self.edges = None
+        if len(ring) >= _MIN_SECTION_POINTS:
+            try:
+                self.edges = ConvexHull(ring).equations
+            except (QhullError, ValueError):
+                self.edges = None
+
+    def __call__(self, q: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        closed = np.maximum(distance, np.maximum(-q[:, 2], q[:, 2] - self.top_z))
+        if self.edges is None:
+            return closed
+        outline = np.max(q[:, :2] @ self.edges[:, :2].T + self.edges[:, 2], axis=1)
+        rise = np.maximum(q[:, 2] - self.params.sole_band_mm, 0.0) * _SOLE_RELAX
+        return np.maximum(closed, outline - self.params.grid_mm - rise)
 
 
 def _coarse_field(nodes: np.ndarray, shape: np.ndarray, tree: cKDTree, normals: np.ndarray,
-                  top_z: float, *, coarse: float, bandwidth: float) -> np.ndarray:
+                  closure: _Closure, *, coarse: float, bandwidth: float) -> np.ndarray:
     """Signed distance on the coarse grid (shape), mm.
 
-    Nodes near the scan get the implicit distance.  Far nodes (none of the
-    scan within a few cells) fall into regions walled off by the near nodes
-    and the closing planes; each region takes the sign its bordering near
-    nodes agree on, and a magnitude from the distance transform.
+    Nodes near the scan get the implicit distance from a bounded search (fast);
+    the rest, far from every scanned point, get the sign of their nearest
+    tangent planes (slower per node, but few) and a magnitude of at least the
+    search radius.
     """
     reach = _FAR_COARSE_CELLS * coarse
-    near_val = implicit_distance(nodes, tree, normals, neighbors=_COARSE_NEIGHBORS,
-                                 bandwidth=bandwidth, reach=reach)
-    values = _closed(nodes, top_z, np.nan_to_num(near_val, nan=reach)).reshape(shape)
-    clipped = (np.maximum(-nodes[:, 2], nodes[:, 2] - top_z) > 0).reshape(shape)
-    scanned = ~np.isnan(near_val).reshape(shape) & ~clipped
-    far = ~scanned & ~clipped
-    if not far.any():
-        return values
-    # Only nodes near the scan vote: the closing planes say nothing of inside.
-    distance, nearest = ndimage.distance_transform_edt(~scanned, return_indices=True)
-    nearest_sign = np.sign(values[tuple(nearest)])
-    regions, count = ndimage.label(far)
-    votes = ndimage.sum_labels(nearest_sign, regions, index=np.arange(1, count + 1))
-    region_sign = np.concatenate([[1.0], np.where(votes < 0, -1.0, 1.0)])
-    values[far] = region_sign[regions[far]] * (reach + coarse * distance[far])
-    return values
+    dist = implicit_distance(nodes, tree, normals, neighbors=_COARSE_NEIGHBORS,
+                             bandwidth=bandwidth, reach=reach)
+    far = np.flatnonzero(np.isnan(dist))
+    if far.size:
+        dist[far] = np.where(_far_side(nodes[far], tree, normals) < 0, -reach, reach)
+    return closure(nodes, dist).reshape(shape)
+
+
+def _far_side(query: np.ndarray, tree: cKDTree, normals: np.ndarray) -> np.ndarray:
+    """Inside (-1) or outside (+1) for points far from the scan, by vote.
+
+    Each of the nearest scanned points votes with the side of its tangent
+    plane the query lies on, if the query lies well off that plane (seen
+    face-on, not edge-on); a few badly oriented normals cannot outvote the rest.
+    """
+    _, idx = tree.query(query, k=_FAR_VOTERS, workers=-1)
+    offset = query[:, None, :] - tree.data[idx]
+    offset /= np.maximum(np.linalg.norm(offset, axis=2, keepdims=True), 1e-12)
+    cos = np.einsum("qkj,qkj->qk", offset, normals[idx])
+    votes = np.where(np.abs(cos) >= _FAR_FACE_ON_COS, np.sign(cos), 0.0).sum(axis=1)
+    fallback = np.sign(cos.sum(axis=1))
+    return np.where(votes != 0, np.sign(votes), np.where(fallback != 0, fallback, 1.0))
 
 
 def _grid_points(axes: list[np.ndarray], flat_index: np.ndarray | None = None) -> np.ndarray:
