@@ -98,13 +98,16 @@ class Anatomy:
     has_leg: bool = False
 
 
-def find_foot(points: np.ndarray, params: AnatomyParams) -> FootAxis:
+def find_foot(points: np.ndarray, params: AnatomyParams, *, refine: bool = False) -> FootAxis:
     """Find the foot and its long axis in levelled ``points`` (n, 3), mm.
 
     The footprint (points near the floor) gives a first long axis by PCA; the
     leg above marks the heel end.  Then heel, metatarsal heads and axis are
     refined together: the axis runs from the heel to the midpoint of the
     forefoot's medial and lateral extremes.
+
+    With ``refine``, the points are a surface already known to hold a foot
+    (the closed limb): only the axis is sought, no evidence of a foot.
 
     Raises
     ------
@@ -120,13 +123,14 @@ def find_foot(points: np.ndarray, params: AnatomyParams) -> FootAxis:
     xy = footprint[:, :2]
     centre = xy.mean(axis=0)
     evals, evecs = np.linalg.eigh(np.cov((xy - centre).T))
-    if np.sqrt(evals[1] / max(evals[0], 1e-9)) < _MIN_FOOTPRINT_ASPECT:
+    if not refine and np.sqrt(evals[1] / max(evals[0], 1e-9)) < _MIN_FOOTPRINT_ASPECT:
         raise CannotServeError(no_foot)
     forward = evecs[:, 1]
     # The leg stands over the heel: the top of the scan marks the back of the foot.
     top_points = points[z > np.percentile(z, 90)][:, :2]
     top = top_points.mean(axis=0)
-    if np.ptp(xy @ forward) < params.min_foot_to_top_ratio * np.ptp(top_points @ forward):
+    if not refine and (np.ptp(xy @ forward)
+                       < params.min_foot_to_top_ratio * np.ptp(top_points @ forward)):
         raise CannotServeError(no_foot)
     if (centre - top) @ forward < 0:
         forward = -forward

@@ -83,8 +83,9 @@ class CleaningParams:
     # The floor normal may tilt this far from the up axis (uneven platform or
     # a tilted up axis in the scanner app) [eng].
     floor_max_tilt_deg: float = 25.0
-    # A plane is a floor only if this share of the other points lies above it [eng].
-    floor_min_share_above: float = 0.95
+    # A plane is a floor only if most other points lie above it; a platform's
+    # sides below its top hold the rest [eng].
+    floor_min_share_above: float = 0.6
     # ...and it holds at least this share of the downsampled points [eng].
     floor_min_share: float = 0.03
     # ...and spreads at least this much wider than the limb's footprint (the

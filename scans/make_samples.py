@@ -42,8 +42,8 @@ class Sample:
 
 SAMPLES = (
     Sample("adult_left_floor_mm_zup", "adult", "left", "mm", "z", "ply", seed=1),
-    Sample("adult_right_platform_m_yup", "fat_calf", "right", "m", "y", "stl",
-           floor="platform", weight_bearing="semi", points=45_000, seed=2),
+    Sample("adult_right_platform_m_yup", "fat_calf", "right", "m", "y", "ply",
+           floor="platform", weight_bearing="semi", seed=2),
     Sample("child_left_floor_in_zup", "child", "left", "in", "z", "ply", seed=3),
     Sample("child_right_floor_mm_yup", "child", "right", "mm", "y", "stl", points=35_000, seed=4),
     Sample("adult_left_footonly_mm_zup", "adult", "left", "mm", "z", "ply", floor="none",
