@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
-from scipy.spatial import ConvexHull, QhullError
 
 from .params import CleaningParams
 
@@ -32,6 +31,9 @@ log = logging.getLogger(__name__)
 # Each retry of downsampling grows the voxel a little beyond the square-root
 # estimate, so one retry nearly always suffices.
 _VOXEL_GROWTH = 1.05
+
+# Percentiles bounding the area points cover on a plane.
+_AREA_PERCENTILES = (2.0, 98.0)
 
 # Open3D's verbosity would print to stdout from C++; orthofit reports through logging.
 o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
@@ -180,14 +182,17 @@ def find_floor(points: np.ndarray, normals: np.ndarray, up_candidates: np.ndarra
 
 
 def _plane_area(points: np.ndarray, normal: np.ndarray) -> float:
-    """Area (mm²) of the convex hull of ``points`` projected onto the plane of ``normal``."""
+    """Robust area (mm²) that ``points`` cover on the plane of ``normal``.
+
+    The box between the 2nd and 98th percentiles along two in-plane axes:
+    a few stray points or a small clutter object do not inflate it.
+    """
     if len(points) < 3:
         return 0.0
     basis = np.linalg.svd(normal[None, :])[2][1:]
-    try:
-        return float(ConvexHull(points @ basis.T).volume)
-    except (QhullError, ValueError):
-        return 0.0
+    flat = points @ basis.T
+    lo, hi = np.percentile(flat, _AREA_PERCENTILES, axis=0)
+    return float(np.prod(hi - lo))
 
 
 def _fit_plane(points: np.ndarray, towards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
