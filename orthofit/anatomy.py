@@ -275,6 +275,11 @@ def _shank_axis(points: np.ndarray, fl: float, params: AnatomyParams
     centres = np.array([g.mean(axis=0) for g in np.split(above[order], cuts) if len(g) >= 10])
     if len(centres) < 2:
         return None, None
+    if np.ptp(centres[:, 2]) < params.shank_axis_min_span_share * fl:
+        # Too short a stretch of leg (a foot-only scan) to fit a direction, and
+        # its lower sections reach into the instep: the leg stands upright
+        # through the highest section.
+        return centres[-1], np.array([0.0, 0.0, 1.0])
     return centres.mean(axis=0), _fit_line_direction(centres)
 
 

@@ -175,6 +175,8 @@ class AnatomyParams:
     shank_axis_from_share: float = 0.45
     # ...or above this share of the scan's height, whichever is lower.
     shank_axis_top_share: float = 0.75
+    # Sections spanning less than this share of foot length give no direction.
+    shank_axis_min_span_share: float = 0.3
     skeleton_bin_mm: float = 5.0
     # Heel width is measured on the heel below this share of foot length.
     heel_width_height_share: float = 0.2

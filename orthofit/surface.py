@@ -62,6 +62,9 @@ _RING_BINS = 24
 # tangent plane (cosine to the normal) a neighbour may lie to count.
 _ORIENT_NEIGHBORS = 8
 _TANGENT_COS = 0.5
+# Within this share of a section's half-extent from its centre, the section
+# does not say which side a point is on.
+_CLEAR_SHARE = 0.5
 # Foot columns need this many points and this half height (mm) to tell top from bottom.
 _MIN_COLUMN_POINTS = 4
 _MIN_COLUMN_HALF_MM = 3.0
@@ -125,10 +128,13 @@ class Sections:
     centre: np.ndarray
     half: np.ndarray
 
-    def outward(self, points: np.ndarray) -> np.ndarray:
+    def outward(self, points: np.ndarray, clear_share: float = 0.0) -> np.ndarray:
         """Outward directions (n, 3): gradients of the nearest section's ellipse.
 
-        Beyond the first or last section the part is closed by an ellipsoidal cap.
+        Beyond the first or last section the part is closed by an ellipsoidal
+        cap.  A component is left at zero where the point lies within
+        ``clear_share`` of the half-extent from the centre: there the ellipse
+        cannot say which side the point is on.
         """
         other = [i for i in range(3) if i != self.axis]
         k = np.clip(np.searchsorted(self.at, points[:, self.axis]), 0, len(self.at) - 1)
@@ -138,7 +144,8 @@ class Sections:
         k = np.where(nearer, prev, k)
         half = np.maximum(self.half[k], 1.0)
         grad = np.zeros_like(points)
-        grad[:, other] = (points[:, other] - self.centre[k]) / half**2
+        rel = points[:, other] - self.centre[k]
+        grad[:, other] = np.where(np.abs(rel) >= clear_share * half, rel / half**2, 0.0)
         beyond = points[:, self.axis] - np.clip(points[:, self.axis], self.at[0], self.at[-1])
         cap = np.maximum(half.mean(axis=1), 1.0)
         grad[:, self.axis] = beyond / cap**2
@@ -253,16 +260,19 @@ def orient_normals(points: np.ndarray, normals: np.ndarray, skeleton: Skeleton,
     away = np.empty_like(points)
     away[in_leg] = skeleton.leg.outward(points[in_leg])
     foot = ~in_leg
-    away[foot] = skeleton.foot.outward(points[foot])
+    away[foot] = skeleton.foot.outward(points[foot], clear_share=_CLEAR_SHARE)
     if skeleton.columns is not None:
         # A foot section mixes the high forefoot with the low little toes, so
-        # up or down comes from the point's own column, or not at all.
+        # up or down comes from the point's own column where it holds a top
+        # and a bottom, else from the section where the point is clearly high or low.
         vertical, ok = skeleton.columns.vertical(points[foot])
-        away[np.flatnonzero(foot), 2] = np.where(ok, vertical, 0.0)
-    away /= np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-12)
+        rows = np.flatnonzero(foot)
+        away[rows, 2] = np.where(ok, vertical, away[rows, 2])
+    length = np.linalg.norm(away, axis=1)
+    away /= np.maximum(length, 1e-12)[:, None]
     cos = np.einsum("ij,ij->i", normals, away)
     oriented = normals * np.where(cos >= 0, 1.0, -1.0)[:, None]
-    decided = np.abs(cos) >= params.orient_confident_cos
+    decided = (np.abs(cos) >= params.orient_confident_cos) & (length > 0)
     if decided.all():
         return oriented
     _, neighbours = cKDTree(points).query(points, k=_ORIENT_NEIGHBORS + 1)
