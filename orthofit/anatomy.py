@@ -256,8 +256,14 @@ def _bump(column: np.ndarray, direction: float, fl: float,
     if best is None:
         # No bump stands out: take the extent at the typical malleolus height.
         best = int(np.argmin(np.abs(bins * _BIN_MM - params.malleolus_typical_share * fl)))
-    sel = column[which == bins[best]]
-    return sel[np.argmax(direction * sel[:, 1])]
+    # The bump's apex: the centre of its cap (the surface within a little of
+    # its greatest reach), steadier than any single vertex.
+    near = np.abs(column[:, 2] - (bins[best] + 0.5) * _BIN_MM) <= params.malleolus_cap_half_height_mm
+    reach = direction * column[:, 1]
+    cap = column[near & (reach >= extent[best] - params.malleolus_cap_depth_mm)]
+    apex = cap.mean(axis=0)
+    apex[1] = direction * extent[best]
+    return apex
 
 
 def _shank_axis(points: np.ndarray, fl: float, params: AnatomyParams

@@ -170,6 +170,10 @@ class AnatomyParams:
     ankle_column_share: float = 0.08
     # ...standing out from the narrowing within this share of foot length above.
     malleolus_drop_share: float = 0.15
+    # The apex is the centre of the bump's cap: the surface within this depth
+    # of its greatest reach and this far above or below its highest bin (mm).
+    malleolus_cap_depth_mm: float = 1.5
+    malleolus_cap_half_height_mm: float = 8.0
     # The shank's axis runs through the centres of sections above this share
     # of foot length (above the instep), binned this finely (mm).
     shank_axis_from_share: float = 0.45
