@@ -18,7 +18,6 @@ No geometry happens here.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import sys
@@ -31,6 +30,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import OrthofitError, UsageError
+from .params import Side, UpAxis, Units, WeightBearing
 
 __all__ = ["app", "main"]
 
@@ -49,35 +49,10 @@ _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)
 
 
-class UnitsChoice(str, enum.Enum):
-    auto = "auto"
-    mm = "mm"
-    m = "m"
-    inch = "in"
-
-
-class UpChoice(str, enum.Enum):
-    auto = "auto"
-    y = "y"
-    z = "z"
-
-
-class SideChoice(str, enum.Enum):
-    auto = "auto"
-    left = "left"
-    right = "right"
-
-
-class WeightBearingChoice(str, enum.Enum):
-    none = "none"
-    semi = "semi"
-    full = "full"
-
-
-UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="Units of the scan file.")]
-UpOpt = Annotated[UpChoice, typer.Option("--up", help="Up axis of the scan file.")]
-SideOpt = Annotated[SideChoice, typer.Option("--side", help="Which leg was scanned.")]
-WeightOpt = Annotated[WeightBearingChoice, typer.Option(
+UnitsOpt = Annotated[Units, typer.Option("--units", help="Units of the scan file.")]
+UpOpt = Annotated[UpAxis, typer.Option("--up", help="Up axis of the scan file.")]
+SideOpt = Annotated[Side, typer.Option("--side", help="Which leg was scanned.")]
+WeightOpt = Annotated[WeightBearing, typer.Option(
     "--weight-bearing", help="Load on the foot while scanning (recorded with the scan).")]
 MaxMbOpt = Annotated[float, typer.Option(
     "--max-file-mb", min=0.001, help="Refuse scan files larger than this.")]
@@ -103,10 +78,10 @@ def _root(
 @app.command()
 def inspect(
     scan: Annotated[Path, typer.Argument(help="Raw scan: STL, OBJ, PLY, OFF, GLB, PCD or XYZ.")],
-    units: UnitsOpt = UnitsChoice.auto,
-    up: UpOpt = UpChoice.auto,
-    side: SideOpt = SideChoice.auto,
-    weight_bearing: WeightOpt = WeightBearingChoice.none,
+    units: UnitsOpt = "auto",
+    up: UpOpt = "auto",
+    side: SideOpt = "auto",
+    weight_bearing: WeightOpt = "none",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     outdir: Annotated[Path | None, typer.Option(
         "-o", "--outdir", help="Also write limb.ply and intake.json here.")] = None,
@@ -117,8 +92,8 @@ def inspect(
     from .params import IntakeOptions
     from .pipeline import inspect_file, write_intake
 
-    options = _options(IntakeOptions, units=units.value, up=up.value, side=side.value,
-                       weight_bearing=weight_bearing.value, max_file_mb=max_file_mb)
+    options = _options(IntakeOptions, units=units, up=up, side=side,
+                       weight_bearing=weight_bearing, max_file_mb=max_file_mb)
     result = _with_progress(lambda progress: inspect_file(scan, options, progress=progress),
                             STAGES)
     data = result.to_json()
