@@ -258,7 +258,8 @@ def _bump(column: np.ndarray, direction: float, fl: float,
         best = int(np.argmin(np.abs(bins * _BIN_MM - params.malleolus_typical_share * fl)))
     # The bump's apex: the centre of its cap (the surface within a little of
     # its greatest reach), steadier than any single vertex.
-    near = np.abs(column[:, 2] - (bins[best] + 0.5) * _BIN_MM) <= params.malleolus_cap_half_height_mm
+    centre_z = (bins[best] + 0.5) * _BIN_MM
+    near = np.abs(column[:, 2] - centre_z) <= params.malleolus_cap_half_height_mm
     reach = direction * column[:, 1]
     cap = column[near & (reach >= extent[best] - params.malleolus_cap_depth_mm)]
     apex = cap.mean(axis=0)

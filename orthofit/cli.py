@@ -82,7 +82,8 @@ def inspect(
     up: UpOpt = "auto",
     side: SideOpt = "auto",
     weight_bearing: WeightOpt = "none",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout.")] = False,
     outdir: Annotated[Path | None, typer.Option(
         "-o", "--outdir", help="Also write limb.ply and intake.json here.")] = None,
     max_file_mb: MaxMbOpt = 500.0,
@@ -159,7 +160,8 @@ def _render_intake(data: dict[str, Any]) -> None:
 
     c = data["cleaning"]
     _out.print(f"cleaning: {c['input_points']:,} points in; downsampled to "
-               f"{c['downsample']['points_after']:,} ({c['downsample']['voxel_mm']:.1f} mm voxels); "
+               f"{c['downsample']['points_after']:,} "
+               f"({c['downsample']['voxel_mm']:.1f} mm voxels); "
                f"floor removed {c['floor']['removed']:,}; outliers {c['outliers']['removed']:,}; "
                f"clutter {c['clutter']['removed']:,}; limb {c['limb_points']:,} points; "
                f"closed surface {c['closed_surface']['faces']:,} triangles "

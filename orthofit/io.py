@@ -40,9 +40,6 @@ log = logging.getLogger(__name__)
 #: Formats intake reads, by the name ``sniff_format`` gives them.
 SCAN_FORMATS = ("stl", "obj", "ply", "off", "glb", "pcd", "xyz")
 
-_SUFFIX_FORMAT = {".stl": "stl", ".obj": "obj", ".ply": "ply", ".off": "off",
-                  ".glb": "glb", ".pcd": "pcd", ".xyz": "xyz", ".txt": "xyz",
-                  ".pts": "xyz", ".asc": "xyz"}
 # Share of the first lines that must be numbers for a file to be read as XYZ.
 _XYZ_NUMERIC_SHARE = 0.8
 _STL_HEADER_BYTES = 84
@@ -83,10 +80,10 @@ def sniff_format(data: bytes, suffix: str = "") -> str:
     --------
     >>> sniff_format(b"ply\\nformat ascii 1.0\\n")
     'ply'
-    >>> sniff_format(b"\\x89PNG\\r\\n\\x1a\\n", ".stl")
+    >>> sniff_format(b"\\x89PNG\\r\\n\\x1a\\n", ".stl")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    orthofit.errors.ScanFileError: the file is a PNG image, not a scan; export the scan as STL, OBJ, PLY, OFF, GLB, PCD or XYZ
+    orthofit.errors.ScanFileError: the file is a PNG image, not a scan; ...
     """
     head = data[:512]
     if not data:

@@ -118,7 +118,8 @@ def test_missing_argument_exits_2(cli):
     ("empty.stl", b""),
     ("photo.stl", b"\x89PNG\r\n\x1a\n" + b"\0" * 100),
     ("garbage.ply", b"ply\nformat binary_little_endian 1.0\nelement vertex 100\n"
-                    b"property float x\nproperty float y\nproperty float z\nend_header\n" + b"\1" * 30),
+                    b"property float x\nproperty float y\nproperty float z\nend_header\n"
+                    + b"\1" * 30),
     ("letter.txt", b"Dear orthotist, here is the scan you asked for.\n"),
 ])
 def test_unreadable_input_exits_3(tmp_path, cli, name, content):
