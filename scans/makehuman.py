@@ -47,6 +47,9 @@ SUBDIVISIONS = 2
 # A foot-only limb ends this far above the ankle joint centre (foot orthoses,
 # insoles: the scan stops a few cm above the malleoli).
 FOOT_ONLY_ABOVE_ANKLE_MM = 40.0
+# The skin this far above the cut is kept as ``TrueLimb.context``: the rest of
+# the leg (knee, thigh) that hides the inside of the cut tube from a scanner.
+CONTEXT_ABOVE_MM = 200.0
 
 
 @dataclass(frozen=True)
@@ -167,8 +170,10 @@ def apply_targets(vertices: np.ndarray, weights: Mapping[str, float]) -> np.ndar
 class TrueLimb:
     """A noise-free limb in its own frame (mm, Y up, floor at y = 0, +Z anterior).
 
-    mesh : the dense skin (Loop-subdivided), open at the top; what a scanner sees.
+    mesh : the dense skin (Loop-subdivided), open at the top at ``top_mm``.
     coarse : the same skin at MakeHuman's resolution, its vertices on ``mesh``.
+    context : the dense skin continued ``CONTEXT_ABOVE_MM`` above the cut; what
+        a scanner faces (the leg goes on above the part it records).
     ankle_joint_center, knee_joint_center : (3,) float, mm -- helper group means.
     heel, toe_tip : (3,) float, mm -- the skin vertices most posterior and most
         anterior along ``foot_axis`` (among vertices below the ankle joint).
@@ -177,6 +182,7 @@ class TrueLimb:
 
     mesh: trimesh.Trimesh
     coarse: trimesh.Trimesh
+    context: trimesh.Trimesh
     side: str
     variant: str
     foot_only: bool
@@ -222,11 +228,11 @@ def true_limb(variant: str = "adult", side: str = "left", *, foot_only: bool = F
     knee = base.centre(mm, f"joint-{s}-knee")
     top = ankle[1] + FOOT_ONLY_ABOVE_ANKLE_MM if foot_only else knee[1]
 
-    # Keep whole faces reaching below the cut (one ring to spare, sliced off
-    # exactly after subdivision) on the side's half, then the sole's piece.
+    # Keep whole faces reaching below the context's top (sliced exactly after
+    # subdivision) on the side's half, then the piece holding the sole.
     faces = base.skin_faces
     on_side = mm[:, 0] > 0 if side == "left" else mm[:, 0] < 0
-    keep = on_side[faces].all(axis=1) & (mm[faces, 1].min(axis=1) < top)
+    keep = on_side[faces].all(axis=1) & (mm[faces, 1].min(axis=1) < top + CONTEXT_ABOVE_MM)
     piece = _piece_with_lowest_vertex(mm, faces[keep])
     dense_v, dense_f = trimesh.remesh.subdivide_loop(piece.vertices, piece.faces,
                                                      iterations=subdivisions)
@@ -236,10 +242,11 @@ def true_limb(variant: str = "adult", side: str = "left", *, foot_only: bool = F
     floor = float(dense_v[:, 1].min())
     shift = np.array([0.0, -floor, 0.0])
     mesh = _below(dense_v + shift, dense_f, top - floor)
+    context = _below(dense_v + shift, dense_f, top - floor + CONTEXT_ABOVE_MM)
     coarse = _below(coarse_v + shift, piece.faces, top - floor)
     ankle, knee = ankle + shift, knee + shift
     heel, toe, axis = _heel_and_toe(mesh.vertices, ankle[1])
-    limb = TrueLimb(mesh=mesh, coarse=coarse, side=side, variant=variant, foot_only=foot_only,
+    limb = TrueLimb(mesh=mesh, coarse=coarse, context=context, side=side, variant=variant, foot_only=foot_only,
                     scale=scale / DM_TO_MM, top_mm=top - floor, ankle_joint_center=ankle,
                     knee_joint_center=knee, heel=heel, toe_tip=toe, foot_axis=axis)
     log.info("true limb %s %s%s: %d vertices, foot %.1f mm, ankle joint %.1f mm above floor",
