@@ -217,26 +217,63 @@ def _half_difference(points: np.ndarray, *, value, reduce, scale: float) -> floa
     return float(np.tanh((reduce(value(plus)) - reduce(value(minus))) / scale))
 
 
-def _malleoli_pair(points: np.ndarray, fl: float, params: AnatomyParams
-                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The malleolar bumps towards +y and towards -y, or None where none stands out.
-
-    Around the shank's axis (extended down into the ankle), the leg's extent
-    towards each side is followed up the ankle; a malleolus is the interior
-    local maximum of that extent that stands out most from the narrowing
-    above it.
-    """
+def _ankle_column(points: np.ndarray, fl: float, params: AnatomyParams) -> np.ndarray | None:
+    """The points around the shank's axis (carried down into the ankle) at ankle heights."""
     axis_point, axis_dir = _shank_axis(points, fl, params)
     if axis_point is None:
-        return None, None
+        return None
     z = points[:, 2]
     x_axis = axis_point[0] + (z - axis_point[2]) * axis_dir[0] / axis_dir[2]
     lo, hi = params.malleolus_z_band[0] * fl, params.malleolus_z_band[1] * fl
     column = points[(np.abs(points[:, 0] - x_axis) <= params.ankle_column_share * fl)
                     & (z >= lo) & (z <= hi)]
-    if len(column) < 4:
+    return column if len(column) >= 4 else None
+
+
+def _malleoli_pair(points: np.ndarray, fl: float, params: AnatomyParams
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The most prominent ankle bumps towards +y and towards -y (side unknown).
+
+    Following the leg's reach towards each side up the ankle, a bump is the
+    interior local maximum that stands out most from the narrowing above it.
+    """
+    column = _ankle_column(points, fl, params)
+    if column is None:
         return None, None
-    return (_bump(column, +1.0, fl, params), _bump(column, -1.0, fl, params))
+    return _bump(column, +1.0, fl, params), _bump(column, -1.0, fl, params)
+
+
+def _malleoli(points: np.ndarray, fl: float, medial: float, params: AnatomyParams
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(medial, lateral) malleolus of a limb whose side is known.
+
+    The lateral malleolus is the more prominent bump and is found as such.
+    The medial one often shows no bump of its own on a scan; it is the
+    furthest medial reach at or a little above and in front of the lateral
+    one, where it sits [typ: about 1 cm higher and up to 1.5 cm further forward].
+    """
+    column = _ankle_column(points, fl, params)
+    if column is None:
+        return None, None
+    lateral = _bump(column, -medial, fl, params)
+    z, ahead = column[:, 2], column[:, 0] - lateral[0]
+    lo, hi = params.medial_ahead_of_lateral_mm
+    window = column[(z >= lateral[2]) & (z <= lateral[2] + params.medial_above_lateral_mm)
+                    & (ahead >= lo) & (ahead <= hi)]
+    if len(window) == 0:
+        return _bump(column, medial, fl, params), lateral
+    which = np.floor(window[:, 2] / _BIN_MM).astype(np.int64)
+    bins = np.unique(which)
+    extent = np.array([np.max(medial * window[which == b, 1]) for b in bins])
+    peaks = [i for i in range(1, len(bins) - 1)
+             if extent[i] >= extent[i - 1] and extent[i] >= extent[i + 1]]
+    if peaks:
+        best = max(peaks, key=lambda i: extent[i])
+    else:
+        # The leg only widens or narrows here: take the typical height.
+        typical = lateral[2] + params.medial_typical_above_lateral_mm
+        best = int(np.argmin(np.abs((bins + 0.5) * _BIN_MM - typical)))
+    return _cap_centre(window, medial, int(bins[best]), float(extent[best]), params), lateral
 
 
 def _bump(column: np.ndarray, direction: float, fl: float,
@@ -256,14 +293,18 @@ def _bump(column: np.ndarray, direction: float, fl: float,
     if best is None:
         # No bump stands out: take the extent at the typical malleolus height.
         best = int(np.argmin(np.abs(bins * _BIN_MM - params.malleolus_typical_share * fl)))
-    # The bump's apex: the centre of its cap (the surface within a little of
-    # its greatest reach), steadier than any single vertex.
-    centre_z = (bins[best] + 0.5) * _BIN_MM
+    return _cap_centre(column, direction, int(bins[best]), float(extent[best]), params)
+
+
+def _cap_centre(column: np.ndarray, direction: float, bin_index: int, reach: float,
+                params: AnatomyParams) -> np.ndarray:
+    """A bump's apex: the centre of its cap (the surface within a little of its
+    greatest reach, near its height bin), steadier than any single vertex."""
+    centre_z = (bin_index + 0.5) * _BIN_MM
     near = np.abs(column[:, 2] - centre_z) <= params.malleolus_cap_half_height_mm
-    reach = direction * column[:, 1]
-    cap = column[near & (reach >= extent[best] - params.malleolus_cap_depth_mm)]
+    cap = column[near & (direction * column[:, 1] >= reach - params.malleolus_cap_depth_mm)]
     apex = cap.mean(axis=0)
-    apex[1] = direction * extent[best]
+    apex[1] = direction * reach
     return apex
 
 
@@ -321,11 +362,10 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     lm["mt5_base"] = _extreme_near(verts, params.mt5_base_fraction * fl, -medial,
                                    z_max=params.mth_height_share * fl,
                                    half_width=params.landmark_window_share * fl)
-    plus, minus = _malleoli_pair(verts, fl, params)
-    if plus is None or minus is None:
+    lm["medial_malleolus"], lm["lateral_malleolus"] = _malleoli(verts, fl, medial, params)
+    if lm["medial_malleolus"] is None:
         raise CannotServeError("the scan ends below the ankle, so the malleoli cannot be "
                                "found; scan the foot with the ankle and some of the leg")
-    lm["medial_malleolus"], lm["lateral_malleolus"] = (plus, minus) if medial > 0 else (minus, plus)
     lm["ankle_center"] = 0.5 * (lm["medial_malleolus"] + lm["lateral_malleolus"])
     scanned = verts[~filled] if (~filled).any() else verts
     lm["leg_top"] = scanned[np.argmax(scanned[:, 2])]

@@ -174,6 +174,11 @@ class AnatomyParams:
     # of its greatest reach and this far above or below its highest bin (mm).
     malleolus_cap_depth_mm: float = 1.5
     malleolus_cap_half_height_mm: float = 8.0
+    # The medial malleolus sits up to this much above the lateral one, and
+    # this far behind (-) or in front of (+) it (mm).
+    medial_above_lateral_mm: float = 20.0
+    medial_typical_above_lateral_mm: float = 8.0
+    medial_ahead_of_lateral_mm: tuple[float, float] = (-5.0, 15.0)
     # The shank's axis runs through the centres of sections above this share
     # of foot length (above the instep), binned this finely (mm).
     shank_axis_from_share: float = 0.45
