@@ -4,8 +4,9 @@ The public API is declared in ``__all__`` and guarded by a test.  Modules,
 one per domain noun: ``io`` (files), ``clean`` (Open3D cleaning), ``frame``
 (units, up axis, device frame), ``surface`` (the closed limb), ``anatomy``
 (side, landmarks, measurements), ``intake`` (the intake steps in order),
-``pipeline`` (workflow with I/O at the edges), ``params`` (options and
-tolerances), ``errors`` (the exception tree), ``cli`` (the command line).
+``normals`` (outward normals), ``pipeline`` (workflow with I/O at the edges),
+``params`` (options and tolerances), ``errors`` (the exception tree), ``cli``
+(the command line).
 """
 
 from importlib.metadata import PackageNotFoundError, version

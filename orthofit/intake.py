@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import trimesh
 
-from . import anatomy, clean, frame, surface
+from . import anatomy, clean, frame, normals, surface
 from .errors import ScanFileError
 from .io import RawScan
 from .params import (UNIT_TO_MM, AnatomyParams, CleaningParams, IntakeOptions,
@@ -159,13 +159,13 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     # Cleaning: downsample, floor, outliers, clutter.
     down, voxel = clean.downsample(points, cleaning)
     report["downsample"] = {"voxel_mm": round(voxel, 3), "points_after": int(len(down))}
-    normals = clean.estimate_normals(down, cleaning)
+    down_normals = clean.estimate_normals(down, cleaning)
     if options.up == "auto":
         candidates = np.array([[0, 1.0, 0], [0, -1.0, 0], [0, 0, 1.0], [0, 0, -1.0]])
     else:
         axis = np.eye(3)["xyz".index(options.up)]
         candidates = np.array([axis, -axis])
-    floor = clean.find_floor(down, normals, candidates, cleaning, seed=options.seed)
+    floor = clean.find_floor(down, down_normals, candidates, cleaning, seed=options.seed)
     if floor is not None:
         above = floor.height(down) > cleaning.floor_distance_mm
         report["floor"] = {"found": True, "removed": int((~above).sum())}
@@ -204,11 +204,11 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     clock.done("align", f"up {up.value} ({up.source}), foot {foot.foot_length:.0f} mm")
 
     # The closed limb, then the foot's axis once more on the closed surface.
-    normals = clean.estimate_normals(limb, cleaning)
-    skeleton = surface.limb_skeleton(limb, foot.foot_length, surface_params)
-    normals = surface.orient_normals(limb, normals, skeleton, surface_params)
+    skeleton = normals.limb_skeleton(limb, foot.foot_length, surface_params)
+    outward = normals.orient_normals(limb, clean.estimate_normals(limb, cleaning), skeleton,
+                                     surface_params)
     top_z = surface.cut_height(limb, surface_params)
-    closed = surface.close_limb(limb, normals, top_z, surface_params)
+    closed = surface.close_limb(limb, outward, top_z, surface_params)
     mesh = closed.mesh
     refined = anatomy.find_foot(np.asarray(mesh.vertices), anatomy_params, refine=True)
     adjust = frame.heel_forward(refined.heel, refined.forward)

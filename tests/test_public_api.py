@@ -9,7 +9,7 @@ import pytest
 
 import orthofit
 
-MODULES = ["anatomy", "clean", "cli", "errors", "frame", "intake", "io", "params",
+MODULES = ["anatomy", "clean", "cli", "errors", "frame", "intake", "io", "normals", "params",
            "pipeline", "surface"]
 
 
