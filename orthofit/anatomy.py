@@ -51,7 +51,7 @@ _MIN_FOOTPRINT_ASPECT = 1.6
 # Bin width (mm) of sections along the foot.
 _BIN_MM = 2.0
 # Side cues saturate at these differences (mm): beyond, a cue is certain.
-_CUE_SCALE_MM = {"hallux": 8.0, "arch": 4.0, "malleoli": 8.0}
+_CUE_SCALE_MM = {"hallux": 8.0, "arch": 4.0, "malleoli": 8.0, "prominence": 2.0}
 # Below this summed confidence the side is reported as uncertain.
 SIDE_CONFIDENT = 0.5
 # Sections along the shank: spacing (mm) and margin above the malleoli and
@@ -196,9 +196,13 @@ def detect_side(points: np.ndarray, foot_length: float, params: AnatomyParams) -
     if plus is None or minus is None:
         cues["malleoli"] = 0.0
     else:
-        lower_back = (plus[2] - minus[2]) + (plus[0] - minus[0])
-        # The +y bump higher and further forward means +y is medial: right.
-        cues["malleoli"] = float(np.tanh(lower_back / _CUE_SCALE_MM["malleoli"]))
+        (p_apex, p_prominence), (m_apex, m_prominence) = plus, minus
+        # The lateral malleolus stands out more, and sits lower and further
+        # back: a -y bump that does says -y is lateral, so the limb is right.
+        lower_back = (p_apex[2] - m_apex[2]) + (p_apex[0] - m_apex[0])
+        cues["malleoli"] = float(0.5 * np.tanh((m_prominence - p_prominence)
+                                               / _CUE_SCALE_MM["prominence"])
+                                 + 0.5 * np.tanh(lower_back / _CUE_SCALE_MM["malleoli"]))
     score = sum(cues.values())
     side = "right" if score > 0 else "left"
     confidence = min(1.0, abs(score) / len(cues))
@@ -231,8 +235,9 @@ def _ankle_column(points: np.ndarray, fl: float, params: AnatomyParams) -> np.nd
 
 
 def _malleoli_pair(points: np.ndarray, fl: float, params: AnatomyParams
-                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The most prominent ankle bumps towards +y and towards -y (side unknown).
+                   ) -> tuple[tuple[np.ndarray, float] | None, tuple[np.ndarray, float] | None]:
+    """The most prominent ankle bumps towards +y and towards -y (side unknown),
+    each as (apex, prominence mm).
 
     Following the leg's reach towards each side up the ankle, a bump is the
     interior local maximum that stands out most from the narrowing above it.
@@ -255,13 +260,13 @@ def _malleoli(points: np.ndarray, fl: float, medial: float, params: AnatomyParam
     column = _ankle_column(points, fl, params)
     if column is None:
         return None, None
-    lateral = _bump(column, -medial, fl, params)
+    lateral, _ = _bump(column, -medial, fl, params)
     z, ahead = column[:, 2], column[:, 0] - lateral[0]
     lo, hi = params.medial_ahead_of_lateral_mm
     window = column[(z >= lateral[2]) & (z <= lateral[2] + params.medial_above_lateral_mm)
                     & (ahead >= lo) & (ahead <= hi)]
     if len(window) == 0:
-        return _bump(column, medial, fl, params), lateral
+        return _bump(column, medial, fl, params)[0], lateral
     which = np.floor(window[:, 2] / _BIN_MM).astype(np.int64)
     bins = np.unique(which)
     extent = np.array([np.max(medial * window[which == b, 1]) for b in bins])
@@ -277,8 +282,12 @@ def _malleoli(points: np.ndarray, fl: float, medial: float, params: AnatomyParam
 
 
 def _bump(column: np.ndarray, direction: float, fl: float,
-          params: AnatomyParams) -> np.ndarray:
-    """The most prominent bump of ``column`` (k, 3) towards ``direction`` (±y)."""
+          params: AnatomyParams) -> tuple[np.ndarray, float]:
+    """The most prominent bump of ``column`` (k, 3) towards ``direction`` (±y).
+
+    Returns its apex (3,) and how far it stands out from the narrowing above
+    it (mm; 0 when no bump stands out and the typical height was taken).
+    """
     which = np.floor(column[:, 2] / _BIN_MM).astype(np.int64)
     bins = np.unique(which)
     extent = np.array([np.max(direction * column[which == b, 1]) for b in bins])
@@ -293,7 +302,8 @@ def _bump(column: np.ndarray, direction: float, fl: float,
     if best is None:
         # No bump stands out: take the extent at the typical malleolus height.
         best = int(np.argmin(np.abs(bins * _BIN_MM - params.malleolus_typical_share * fl)))
-    return _cap_centre(column, direction, int(bins[best]), float(extent[best]), params)
+    return _cap_centre(column, direction, int(bins[best]), float(extent[best]),
+                       params), best_prominence
 
 
 def _cap_centre(column: np.ndarray, direction: float, bin_index: int, reach: float,
@@ -350,7 +360,9 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     lm: dict[str, np.ndarray | None] = dict.fromkeys(LANDMARKS)
     ms: dict[str, float | None] = dict.fromkeys(MEASUREMENTS)
 
-    low = verts[z < params.heel_search_height_mm]
+    # Heel, toes and metatarsal heads are taken on scanned skin, never on
+    # surface the closing filled in where the scanner saw nothing.
+    low = verts[(z < params.heel_search_height_mm) & ~filled]
     lm["heel"] = low[np.argmin(low[:, 0])]
     lm["toe_tip"] = low[np.argmax(low[:, 0])]
     plus, minus = _forefoot_extremes(low, lm["heel"], np.array([1.0, 0.0]), fl, params)

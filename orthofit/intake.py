@@ -210,7 +210,8 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     top_z = surface.cut_height(limb, surface_params)
     closed = surface.close_limb(limb, outward, top_z, surface_params)
     mesh = closed.mesh
-    refined = anatomy.find_foot(np.asarray(mesh.vertices), anatomy_params, refine=True)
+    scanned = np.asarray(mesh.vertices)[~closed.filled]
+    refined = anatomy.find_foot(scanned, anatomy_params, refine=True)
     adjust = frame.heel_forward(refined.heel, refined.forward)
     mesh.apply_transform(adjust)
     to_device = adjust @ to_device @ frame.scale_matrix(scale)

@@ -165,7 +165,7 @@ class AnatomyParams:
     mt5_base_fraction: float = 0.47
     landmark_window_share: float = 0.04
     # Malleoli: searched between these heights (shares of foot length),
-    malleolus_z_band: tuple[float, float] = (0.12, 0.45)
+    malleolus_z_band: tuple[float, float] = (0.18, 0.45)
     # ...within this share of foot length in front of or behind the shank's axis,
     ankle_column_share: float = 0.08
     # ...standing out from the narrowing within this share of foot length above.

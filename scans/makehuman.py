@@ -44,6 +44,9 @@ SKIN_GROUP = "body"
 # Loop subdivisions of the crop: the base mesh has ~1,300 vertices below the
 # knee (edges ~10-20 mm); two rounds make edges of ~3-5 mm and a smooth skin.
 SUBDIVISIONS = 2
+# Subdivision moves MakeHuman's own vertices by a few mm at most (measured
+# 1.5 mm on the lower leg); more means the vertex order was not kept.
+SMOOTHING_MOVE_MM = 10.0
 # A foot-only limb ends this far above the ankle joint centre (foot orthoses,
 # insoles: the scan stops a few cm above the malleoli).
 FOOT_ONLY_ABOVE_ANKLE_MM = 40.0
@@ -174,6 +177,8 @@ class TrueLimb:
     coarse : the same skin at MakeHuman's resolution, its vertices on ``mesh``.
     context : the dense skin continued ``CONTEXT_ABOVE_MM`` above the cut; what
         a scanner faces (the leg goes on above the part it records).
+    scale : the uniform scale applied after the morphs (1 for adults).
+    top_mm : height of the cut above the floor, mm.
     ankle_joint_center, knee_joint_center : (3,) float, mm -- helper group means.
     heel, toe_tip : (3,) float, mm -- the skin vertices most posterior and most
         anterior along ``foot_axis`` (among vertices below the ankle joint).
@@ -239,6 +244,9 @@ def true_limb(variant: str = "adult", side: str = "left", *, foot_only: bool = F
     # Subdivision keeps the original vertices first (moved onto the smooth
     # surface): MakeHuman's faces over them give the coarse truth mesh.
     coarse_v = dense_v[:len(piece.vertices)]
+    if np.abs(coarse_v - piece.vertices).max() > SMOOTHING_MOVE_MM:
+        raise RuntimeError("Loop subdivision reordered the limb's vertices; "
+                           "the crop is not a single manifold piece")
     floor = float(dense_v[:, 1].min())
     shift = np.array([0.0, -floor, 0.0])
     mesh = _below(dense_v + shift, dense_f, top - floor)
@@ -246,9 +254,10 @@ def true_limb(variant: str = "adult", side: str = "left", *, foot_only: bool = F
     coarse = _below(coarse_v + shift, piece.faces, top - floor)
     ankle, knee = ankle + shift, knee + shift
     heel, toe, axis = _heel_and_toe(mesh.vertices, ankle[1])
-    limb = TrueLimb(mesh=mesh, coarse=coarse, context=context, side=side, variant=variant, foot_only=foot_only,
-                    scale=scale / DM_TO_MM, top_mm=top - floor, ankle_joint_center=ankle,
-                    knee_joint_center=knee, heel=heel, toe_tip=toe, foot_axis=axis)
+    limb = TrueLimb(mesh=mesh, coarse=coarse, context=context, side=side, variant=variant,
+                    foot_only=foot_only, scale=scale / DM_TO_MM, top_mm=top - floor,
+                    ankle_joint_center=ankle, knee_joint_center=knee, heel=heel, toe_tip=toe,
+                    foot_axis=axis)
     log.info("true limb %s %s%s: %d vertices, foot %.1f mm, ankle joint %.1f mm above floor",
              variant, side, " (foot only)" if foot_only else "", len(mesh.vertices),
              limb.foot_length_mm, ankle[1])

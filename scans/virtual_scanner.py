@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import open3d as o3d
@@ -56,19 +56,21 @@ AZIMUTH_JITTER_DEG = 8.0
 AIM_JITTER_MM = 20.0
 # The scanner never goes below this height (mm above the floor).
 MIN_CAMERA_HEIGHT_MM = 60.0
-# Stray points (dust, reflections) scattered over the scanned box, and the
-# edge of the tiny triangles they become in a mesh scan.
+# Stray points (dust, reflections) scattered over the scanned box; a mesh
+# scan gets a third as many tiny triangles ("specks") with edges this long.
 STRAY_POINTS = 300
 STRAY_MARGIN_MM = 60.0
 STRAY_SPECK_MM = 1.0
 # Pixels whose 3-D distance exceeds this many pixel footprints are on
 # different surfaces (a depth jump) and are not joined in a mesh.
-MESH_EDGE_PIXELS = 6.0
+MESH_EDGE_PIXELS = 3.0
 # Image side of the first, coarse pass that measures how many pixels hit
 # something; the final resolution then gives about the asked number of points.
 PROBE_SIDE = 64
-# The smallest range image (pixels a side) a view may have.
+# The smallest range image (pixels a side) a view may have, and the fewest
+# surface points a scan may be asked for.
 MIN_SIDE = 16
+MIN_SURFACE_POINTS = 1000
 # Point clouds are rendered this much denser than asked and thinned to the exact count.
 OVERSAMPLE = 1.04
 
@@ -79,7 +81,10 @@ FLOOR_MARGIN_MM = 70.0
 PLATFORM_HEIGHT_MM = 120.0
 # Clutter stays at least this far from the limb (DOMAIN.md: ~40 mm or more).
 CLUTTER_GAP_MM = 50.0
+CLUTTER_STEP_MM = 5.0                           # outward search step when placing it
 STOOL_LEG_RADIUS_MM, STOOL_LEG_HEIGHT_MM = 16.0, 380.0
+STOOL_LEG_SECTIONS = 32                         # facets round the cylinder
+HAND_SUBDIVISIONS = 3                           # icosphere detail (642 vertices)
 BOX_EXTENTS_MM = (90.0, 130.0, 70.0)            # width, height, depth: a shoe box end
 HAND_SEMI_AXES_MM = (45.0, 90.0, 18.0)          # an orthotist's hand, fingers together
 HAND_TILT_DEG = (10.0, 35.0)                    # leaning from the vertical, range
@@ -105,10 +110,8 @@ class ScannerSettings:
     stray_points: int = STRAY_POINTS
 
     def as_dict(self) -> dict:
-        return {"views": self.views, "range_noise_mm": self.range_noise_mm,
-                "misregistration_mm": list(self.misregistration_mm),
-                "misregistration_deg": self.misregistration_deg,
-                "grazing_limit_deg": self.grazing_limit_deg, "stray_points": self.stray_points}
+        """The settings as plain JSON-ready values."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ def _clutter(skin: np.ndarray, kind: str, rng: np.random.Generator) -> trimesh.T
     bearing = rng.uniform(0.0, 2 * np.pi)
     if kind == "stool_leg":
         obj = trimesh.creation.cylinder(radius=STOOL_LEG_RADIUS_MM, height=STOOL_LEG_HEIGHT_MM,
-                                        sections=32)
+                                        sections=STOOL_LEG_SECTIONS)
         obj.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
         obj.apply_translation([0.0, STOOL_LEG_HEIGHT_MM / 2, 0.0])
         yaw = 0.0
@@ -177,7 +180,7 @@ def _clutter(skin: np.ndarray, kind: str, rng: np.random.Generator) -> trimesh.T
         yaw = rng.uniform(0.0, 2 * np.pi)
     else:
         # Fingers pointing down and tilted, palm (local +z) towards the leg.
-        obj = trimesh.creation.icosphere(subdivisions=3)
+        obj = trimesh.creation.icosphere(subdivisions=HAND_SUBDIVISIONS)
         obj.apply_scale(HAND_SEMI_AXES_MM)
         obj.apply_transform(trimesh.transformations.rotation_matrix(
             np.radians(rng.uniform(*HAND_TILT_DEG)), [1, 0, 0]))
@@ -196,7 +199,7 @@ def _clutter(skin: np.ndarray, kind: str, rng: np.random.Generator) -> trimesh.T
     distance = float(np.max((near - start) @ direction)) + radius + CLUTTER_GAP_MM
     while np.min(np.linalg.norm(near - (start + distance * direction), axis=1)) \
             < radius + CLUTTER_GAP_MM:
-        distance += CLUTTER_GAP_MM / 10
+        distance += CLUTTER_STEP_MM
     x, z = start + distance * direction
     obj.apply_translation([x, 0.0, z])
     return obj
@@ -226,8 +229,10 @@ def scan(limb: trimesh.Trimesh, *, points: int, props: Sequence[trimesh.Trimesh]
     -------
     RawScan, in the limb's frame (mm).
     """
-    if points < settings.stray_points + 1000:
-        raise ValueError(f"points must be at least {settings.stray_points + 1000}, got {points}")
+    least = settings.stray_points + MIN_SURFACE_POINTS
+    if points < least:
+        raise ValueError(f"points must be at least {least} (stray points plus "
+                         f"{MIN_SURFACE_POINTS} on surfaces), got {points}")
     rng = np.random.default_rng(seed)
     scene = o3d.t.geometry.RaycastingScene()
     for part in (limb, *props):
@@ -255,21 +260,25 @@ def scan(limb: trimesh.Trimesh, *, points: int, props: Sequence[trimesh.Trimesh]
         clouds.append(xyz[hit])
         count += int(hit.sum())
     cloud = np.concatenate(clouds)
-    stray = rng.uniform(lo - STRAY_MARGIN_MM, hi + STRAY_MARGIN_MM, (settings.stray_points, 3))
-    stray[:, 1] = rng.uniform(0.0, top + STRAY_MARGIN_MM, settings.stray_points)
+    # Stray returns: points, or in a mesh tiny triangles of three vertices each
+    # (as many stray vertices either way).
+    n_stray = settings.stray_points // 3 if mesh else settings.stray_points
+    stray = rng.uniform(lo - STRAY_MARGIN_MM, hi + STRAY_MARGIN_MM, (n_stray, 3))
+    stray[:, 1] = rng.uniform(0.0, top + STRAY_MARGIN_MM, n_stray)
     if mesh:
-        speck = rng.normal(size=(settings.stray_points, 2, 3))
+        speck = rng.normal(size=(n_stray, 2, 3))
         speck *= STRAY_SPECK_MM / np.linalg.norm(speck, axis=-1, keepdims=True)
         corners = np.concatenate([stray[:, None], stray[:, None] + speck], axis=1)
-        faces = np.concatenate(triangles + [count + np.arange(3 * settings.stray_points)
-                                            .reshape(-1, 3)])
+        faces = np.concatenate(triangles + [count + np.arange(3 * n_stray).reshape(-1, 3)])
         cloud = np.concatenate([cloud, corners.reshape(-1, 3)])
     else:
         faces = None
         keep = points - settings.stray_points
         if len(cloud) > keep:
             cloud = cloud[np.sort(rng.choice(len(cloud), keep, replace=False))]
-        cloud = np.concatenate([cloud, stray])
+        # Stray points turn up anywhere in the scanner's stream, not at its end.
+        slots = np.concatenate([np.arange(len(cloud)), rng.uniform(0, len(cloud), len(stray))])
+        cloud = np.concatenate([cloud, stray])[np.argsort(slots, kind="stable")]
     log.info("raw scan: %d points%s", len(cloud), f", {len(faces)} triangles" if mesh else "")
     return RawScan(points=cloud, faces=faces,
                    view_origins=np.array([v.origin for v in views]))
@@ -292,7 +301,7 @@ def _views(lo: np.ndarray, hi: np.ndarray, count: int, rng: np.random.Generator)
     per_ring = np.maximum(1, np.round(shares * count / shares.sum()).astype(int))
     per_ring[0] += count - per_ring.sum()
     views = []
-    for (elevation, _), n in zip(RINGS, per_ring):
+    for (elevation, _), n in zip(RINGS, per_ring, strict=True):
         start = rng.uniform(0.0, 2 * np.pi)
         for k in range(n):
             a = start + 2 * np.pi * k / n + np.radians(rng.normal(0.0, AZIMUTH_JITTER_DEG))

@@ -26,8 +26,8 @@ SAMPLES = sorted(p for p in SCANS.iterdir()
 
 # Known shortfalls, kept visible and strict: each must start passing to be removed.
 KNOWN_ANKLE_MISSES = {
-    "adult_right_platform_m_yup": "the malleolar apices' midpoint lies 8.5 mm from the "
-                                  "MakeHuman joint helper: the medial apex sits 10 mm above "
+    "adult_right_platform_m_yup": "the malleolar apices' midpoint lies 8.4 mm from the "
+                                  "MakeHuman joint helper: the medial apex sits 14 mm above "
                                   "the lateral one, the helper at the lateral one's height",
 }
 
