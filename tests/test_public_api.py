@@ -9,7 +9,8 @@ import pytest
 
 import orthofit
 
-MODULES = ["anatomy", "clean", "cli", "errors", "frame", "intake", "io", "normals", "params",
+MODULES = ["anatomy", "checks", "clean", "cli", "errors", "frame", "intake", "io", "normals",
+           "params", "prescription", "shell", "trimlines",
            "pipeline", "surface"]
 
 

@@ -1,0 +1,236 @@
+"""Checks a print lab and an orthotist run on a device mesh, with trimesh.
+
+This module owns the check table: each check is ``{value, limit, passed}``
+under its name.  Solid checks (watertight, consistent winding, one body,
+positive volume, no self-intersection), wall thickness by inward rays from
+the outer surface, clearance of the inner surface from the limb over the
+contact region, fit in the printer's build volume in some orientation, and
+the figures a lab quotes (volume, mass, triangles).  Ray casting runs through
+embree (embreex) when trimesh finds it.  Meshes in mm.  It must not build
+shells or read files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+from .prescription import Material, Printer
+from .shell import LimbDistance
+
+__all__ = ["CheckParams", "run_checks", "solid_checks", "wall_thickness", "clearance",
+           "printer_fit"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckParams:
+    """Limits and sampling of the checks."""
+
+    # p5 of the wall thickness at least this share of the prescription (issue #3).
+    thickness_p5_share: float = 0.9
+    # Median clearance within this of the prescription (mm, issue #3).
+    clearance_median_tolerance_mm: float = 0.5
+    # The skin may touch the shell within this much (mm) without counting as
+    # penetration: the marching-cubes surface's own error at a 1 mm grid [eng].
+    penetration_tolerance_mm: float = 0.1
+    # Contact region: inner-surface points more than this many thicknesses
+    # from a trim edge (issue #3).
+    contact_edge_thicknesses: float = 2.0
+    # Sample points for the ray and distance checks [eng].
+    samples: int = 20_000
+    # Rays start this far inside the surface so they do not hit their own face.
+    ray_offset_mm: float = 1e-3
+
+
+def _check(value: Any, limit: Any, passed: bool, **extra: Any) -> dict[str, Any]:
+    return {"value": value, "limit": limit, "passed": bool(passed), **extra}
+
+
+def _r(x: float, nd: int = 3) -> float:
+    return round(float(x), nd)
+
+
+def solid_checks(mesh: trimesh.Trimesh, params: CheckParams = CheckParams()) -> dict[str, dict]:
+    """Watertight, winding, one body, positive volume, no self-intersection."""
+    bodies = len(trimesh.graph.connected_components(mesh.face_adjacency,
+                                                    nodes=np.arange(len(mesh.faces)),
+                                                    min_len=1))
+    crossings = self_intersections(mesh, params)
+    return {
+        "watertight": _check(bool(mesh.is_watertight), True, mesh.is_watertight),
+        "winding_consistent": _check(bool(mesh.is_winding_consistent), True,
+                                     mesh.is_winding_consistent),
+        "single_body": _check(bodies, 1, bodies == 1),
+        "positive_volume": _check(_r(mesh.volume / 1000.0), "> 0 cm³", mesh.volume > 0),
+        "no_self_intersection": _check(crossings, 0, crossings == 0),
+    }
+
+
+def self_intersections(mesh: trimesh.Trimesh, params: CheckParams = CheckParams()) -> int:
+    """How many edges pass through a triangle they do not belong to.
+
+    Two triangles that cross always have an edge of one through the other;
+    each edge is cast as a ray from one end, and a first hit short of the
+    other end is a crossing.
+    """
+    edges = mesh.edges_unique
+    start = mesh.vertices[edges[:, 0]]
+    span = mesh.vertices[edges[:, 1]] - start
+    length = np.linalg.norm(span, axis=1)
+    keep = length > 4 * params.ray_offset_mm
+    direction = span[keep] / length[keep, None]
+    origin = start[keep] + direction * params.ray_offset_mm
+    hit_tri, hit_ray, where = mesh.ray.intersects_id(origin, direction, multiple_hits=False,
+                                                     return_locations=True)
+    if len(hit_ray) == 0:
+        return 0
+    travelled = np.linalg.norm(where - origin[hit_ray], axis=1)
+    short = travelled < length[keep][hit_ray] - 2 * params.ray_offset_mm
+    # A hit on a triangle that shares the edge's end vertex is the far end itself.
+    ends = edges[keep][hit_ray]
+    faces = mesh.faces[hit_tri]
+    touches = (faces == ends[:, :1]).any(axis=1) | (faces == ends[:, 1:]).any(axis=1)
+    return int(np.count_nonzero(short & ~touches))
+
+
+@dataclass
+class _Samples:
+    """Points on a shell with their distance to the limb and the rim's whereabouts."""
+
+    points: np.ndarray
+    distance: np.ndarray
+    to_rim: np.ndarray
+
+    @classmethod
+    def of(cls, shell: trimesh.Trimesh, distance: LimbDistance, *, clearance: float,
+           thickness: float, seed: int, params: CheckParams) -> "_Samples":
+        points, _ = trimesh.sample.sample_surface(shell, params.samples,
+                                                  seed=np.random.default_rng(seed))
+        d = distance(points)
+        # The rim (trim edges) crosses the wall: its points lie between the
+        # inner face (d = clearance) and the outer one (d = clearance + thickness).
+        low, high = (clearance + share * thickness for share in _RIM_BAND)
+        rim = (d > low) & (d < high)
+        to_rim = (cKDTree(points[rim]).query(points)[0] if rim.any()
+                  else np.full(len(points), np.inf))
+        return cls(points, d, to_rim)
+
+
+# Between these shares of the thickness from the inner face lies the rim.
+_RIM_BAND = (0.25, 0.75)
+
+
+def wall_thickness(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance: float,
+                   thickness: float, seed: int = 0,
+                   params: CheckParams = CheckParams()) -> np.ndarray:
+    """Wall thickness (mm) at points of the shell's outer surface, by inward rays.
+
+    From outer-surface points away from the trim edges, rays run towards the
+    skin (down the limb's distance gradient) to the wall's inner face.
+    """
+    s = _Samples.of(shell, distance, clearance=clearance, thickness=thickness, seed=seed,
+                    params=params)
+    outer = (s.distance > clearance + _RIM_BAND[1] * thickness) & (
+        s.to_rim > params.contact_edge_thicknesses * thickness)
+    inward = -_limb_direction(distance, s.points[outer])
+    origin = s.points[outer] + inward * params.ray_offset_mm
+    _, ray, where = shell.ray.intersects_id(origin, inward, multiple_hits=False,
+                                            return_locations=True)
+    out = np.full(outer.sum(), np.nan)
+    out[ray] = np.linalg.norm(where - origin[ray], axis=1) + params.ray_offset_mm
+    return out[np.isfinite(out)]
+
+
+def clearance(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance: float,
+              thickness: float, seed: int = 0,
+              params: CheckParams = CheckParams()) -> tuple[np.ndarray, float]:
+    """Distance (mm) from the inner surface to the limb over the contact region.
+
+    Returns the distances and the share of inner-surface points excluded for
+    lying within ``contact_edge_thicknesses`` thicknesses of a trim edge.
+    """
+    s = _Samples.of(shell, distance, clearance=clearance, thickness=thickness, seed=seed + 1,
+                    params=params)
+    inner = s.distance <= clearance + _RIM_BAND[0] * thickness
+    contact = s.to_rim[inner] > params.contact_edge_thicknesses * thickness
+    excluded = 1.0 - contact.mean() if contact.size else 1.0
+    return s.distance[inner][contact], float(excluded)
+
+
+def _limb_direction(distance: LimbDistance, points: np.ndarray, step: float = 0.25) -> np.ndarray:
+    """Unit gradient (n, 3) of the limb's distance at ``points``: away from the skin."""
+    grad = np.zeros_like(points)
+    for axis in range(3):
+        offset = np.zeros(3)
+        offset[axis] = step
+        grad[:, axis] = distance(points + offset) - distance(points - offset)
+    return grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-12)
+
+
+def printer_fit(mesh: trimesh.Trimesh, printer: Printer,
+                prefer_upright: bool = False) -> dict[str, Any]:
+    """Whether the mesh fits the build volume in some orientation, and which.
+
+    The device's own axes are tried first (z up: layers across the shank),
+    with ``prefer_upright`` first of all, then the minimum-volume bounding box.
+    """
+    volume = np.array(printer.build_volume_mm)
+    candidates = []
+    extents = mesh.extents
+    for perm in ((0, 1, 2), (1, 0, 2), (2, 1, 0), (0, 2, 1), (1, 2, 0), (2, 0, 1)):
+        candidates.append((f"device axes as {perm}", extents[list(perm)], np.eye(4)))
+    if not prefer_upright:
+        to_box, box = trimesh.bounds.oriented_bounds(mesh)
+        candidates.append(("minimum bounding box", np.sort(box)[::-1], to_box))
+    for name, size, transform in candidates:
+        if np.all(size <= volume):
+            return {"fits": True, "orientation": name, "size_mm": [_r(s, 1) for s in size],
+                    "build_volume_mm": list(printer.build_volume_mm)}
+    return {"fits": False, "orientation": None, "size_mm": [_r(s, 1) for s in np.sort(extents)],
+            "build_volume_mm": list(printer.build_volume_mm)}
+
+
+def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearance_mm: float,
+               thickness_mm: float, material: Material, printer: Printer,
+               prefer_upright: bool = False, seed: int = 0,
+               params: CheckParams = CheckParams()) -> dict[str, dict]:
+    """The whole check table for a device (and, with ``limb``, its fit)."""
+    checks = solid_checks(shell, params)
+    if limb is not None:
+        distance = LimbDistance(limb)
+        walls = wall_thickness(shell, distance, clearance=clearance_mm, thickness=thickness_mm,
+                               seed=seed, params=params)
+        if len(walls):
+            p5, median = np.percentile(walls, [5, 50])
+            checks["wall_thickness"] = _check(
+                {"min": _r(walls.min()), "p5": _r(p5), "median": _r(median)},
+                {"p5_at_least": _r(params.thickness_p5_share * thickness_mm),
+                 "min_at_least": material.printable_min_wall_mm},
+                p5 >= params.thickness_p5_share * thickness_mm
+                and walls.min() >= material.printable_min_wall_mm)
+        gaps, excluded = clearance(shell, distance, clearance=clearance_mm,
+                                   thickness=thickness_mm, seed=seed, params=params)
+        if len(gaps):
+            median = float(np.median(gaps))
+            checks["clearance"] = _check(
+                {"min": _r(gaps.min()), "median": _r(median), "excluded_share": _r(excluded)},
+                {"min_above": -params.penetration_tolerance_mm,
+                 "median_within": [_r(clearance_mm - params.clearance_median_tolerance_mm),
+                                   _r(clearance_mm + params.clearance_median_tolerance_mm)]},
+                gaps.min() > -params.penetration_tolerance_mm
+                and abs(median - clearance_mm) <= params.clearance_median_tolerance_mm)
+    fit = printer_fit(shell, printer, prefer_upright)
+    checks["fits_printer"] = _check(fit["size_mm"], fit["build_volume_mm"], fit["fits"],
+                                    orientation=fit["orientation"])
+    volume_cm3 = shell.volume / 1000.0
+    checks["volume_cm3"] = _check(_r(volume_cm3, 2), None, True)
+    checks["mass_g"] = _check(_r(volume_cm3 * material.density_g_cm3, 1), None, True)
+    checks["triangles"] = _check(int(len(shell.faces)), None, True)
+    return checks

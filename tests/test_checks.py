@@ -1,0 +1,70 @@
+"""Device checks against shells of known thickness and clearance (issue #3 groundwork)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from orthofit.checks import run_checks, self_intersections
+from orthofit.prescription import MATERIALS, PRINTERS
+from orthofit.shell import LimbDistance, build_shell
+
+CLEARANCE_MM = 2.0
+THICKNESS_MM = 3.0
+
+
+@pytest.fixture(scope="module")
+def cup():
+    """A ball 'limb' of radius 40 mm and a cup around its lower half."""
+    limb = trimesh.creation.icosphere(subdivisions=5, radius=40.0)
+    shell = build_shell(limb, lambda p: p[:, 2] - 10.0, clearance=CLEARANCE_MM,
+                        thickness=THICKNESS_MM, flare=0.0)
+    return limb, shell
+
+
+def test_cup_is_one_closed_body(cup):
+    _, shell = cup
+    assert shell.is_watertight and shell.is_winding_consistent and shell.volume > 0
+    assert len(shell.split(only_watertight=False)) == 1
+
+
+def test_cup_wall_sits_where_prescribed(cup):
+    limb, shell = cup
+    d = LimbDistance(limb)(shell.vertices)
+    # Every vertex lies on the inner face (d = clearance), the outer one
+    # (d = clearance + thickness) or the rim between them.
+    assert d.min() > CLEARANCE_MM - 0.15
+    assert d.max() < CLEARANCE_MM + THICKNESS_MM + 0.15
+
+
+def test_checks_measure_known_thickness_and_clearance(cup):
+    limb, shell = cup
+    checks = run_checks(shell, limb, clearance_mm=CLEARANCE_MM, thickness_mm=THICKNESS_MM,
+                        material=MATERIALS["PA12"], printer=PRINTERS["fdm-250"])
+    assert checks["watertight"]["passed"] and checks["single_body"]["passed"]
+    assert checks["no_self_intersection"]["value"] == 0
+    assert checks["wall_thickness"]["value"]["median"] == pytest.approx(THICKNESS_MM, abs=0.3)
+    assert checks["clearance"]["value"]["median"] == pytest.approx(CLEARANCE_MM, abs=0.3)
+    assert checks["wall_thickness"]["passed"] and checks["clearance"]["passed"]
+    assert checks["fits_printer"]["passed"]
+    volume = shell.volume / 1000.0
+    assert checks["mass_g"]["value"] == pytest.approx(volume * 1.01, rel=1e-3)
+
+
+def test_self_intersection_is_found():
+    a = trimesh.creation.box(extents=(10, 10, 10))
+    b = trimesh.creation.box(extents=(10, 10, 10))
+    b.apply_translation([5, 5, 5])
+    both = trimesh.util.concatenate([a, b])
+    assert self_intersections(both) > 0
+    assert self_intersections(a) == 0
+
+
+def test_too_big_for_the_printer():
+    limb = trimesh.creation.icosphere(subdivisions=3, radius=40.0)
+    huge = trimesh.creation.box(extents=(400, 300, 300))
+    checks = run_checks(huge, None, clearance_mm=CLEARANCE_MM, thickness_mm=THICKNESS_MM,
+                        material=MATERIALS["PA12"], printer=PRINTERS["fdm-250"])
+    assert not checks["fits_printer"]["passed"]
+    assert limb.is_watertight
