@@ -174,9 +174,9 @@ class AnatomyParams:
     # of its greatest reach and this far above or below its highest bin (mm).
     malleolus_cap_depth_mm: float = 1.5
     malleolus_cap_half_height_mm: float = 8.0
-    # The medial malleolus sits up to this much above the lateral one, and
-    # this far behind (-) or in front of (+) it (mm).
-    medial_above_lateral_mm: float = 20.0
+    # The medial malleolus sits up to this much above the lateral one (about
+    # 1 cm higher [typ]), and this far behind (-) or in front of (+) it (mm).
+    medial_above_lateral_mm: float = 15.0
     medial_typical_above_lateral_mm: float = 8.0
     medial_ahead_of_lateral_mm: tuple[float, float] = (-5.0, 15.0)
     # The shank's axis runs through the centres of sections above this share

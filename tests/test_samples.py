@@ -24,12 +24,6 @@ SAMPLES = sorted(p for p in SCANS.iterdir()
                  if p.suffix in (".ply", ".stl") and not p.name.endswith(".truth.ply")
                  and (SCANS / f"{p.stem}.truth.json").exists())
 
-# Known shortfalls, kept visible and strict: each must start passing to be removed.
-KNOWN_ANKLE_MISSES = {
-    "adult_right_platform_m_yup": "the malleolar apices' midpoint lies 8.4 mm from the "
-                                  "MakeHuman joint helper: the medial apex sits 14 mm above "
-                                  "the lateral one, the helper at the lateral one's height",
-}
 
 
 def test_samples_are_bundled():
@@ -64,10 +58,8 @@ def test_foot_length(sample):
         truth["foot_length_mm"], abs=FOOT_LENGTH_TOLERANCE_MM)
 
 
-def test_ankle_centre(sample, request):
-    name, truth, result = sample
-    if name in KNOWN_ANKLE_MISSES:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_ANKLE_MISSES[name], strict=True))
+def test_ankle_centre(sample):
+    _, truth, result = sample
     error = np.linalg.norm(result.anatomy.landmarks["ankle_center"]
                            - _to_device(result, truth["ankle_joint_center"]))
     assert error < ANKLE_TOLERANCE_MM
@@ -90,12 +82,16 @@ def test_closed_limb_is_watertight(sample):
     assert 0 < result.filled.mean() < 0.5
 
 
-def test_foot_only_sample_has_no_leg_landmarks(sample):
-    _, truth, result = sample
-    if not truth["foot_only"]:
-        pytest.skip("a leg scan")
-    assert result.anatomy.landmarks["calf"] is None
-    assert result.anatomy.measurements["calf_circumference_mm"] is None
+def test_foot_only_samples_have_no_leg_landmarks():
+    foot_only = [p for p in SAMPLES
+                 if json.loads((SCANS / f"{p.stem}.truth.json").read_text())["foot_only"]]
+    assert foot_only
+    for path in foot_only:
+        result = inspect_file(path, IntakeOptions())
+        assert result.anatomy.landmarks["calf"] is None
+        assert result.anatomy.landmarks["fibular_head"] is None
+        assert result.anatomy.measurements["calf_circumference_mm"] is None
+        assert result.anatomy.landmarks["ankle_center"] is not None
 
 
 def test_residual_limb_is_refused_for_having_no_foot():
