@@ -178,23 +178,28 @@ def printer_fit(mesh: trimesh.Trimesh, printer: Printer,
                 prefer_upright: bool = False) -> dict[str, Any]:
     """Whether the mesh fits the build volume in some orientation, and which.
 
-    The device's own axes are tried first (z up: layers across the shank),
-    with ``prefer_upright`` first of all, then the minimum-volume bounding box.
+    Orientations are tried in order: the device frame as it is, then turns
+    about each axis in 5 degree steps, which lay a tall device diagonally
+    across the build volume.  With ``prefer_upright`` (a leaf spring) turns
+    about z come first: they keep the layers across the spring's neck.
     """
-    volume = np.array(printer.build_volume_mm)
-    candidates = []
-    extents = mesh.extents
-    for perm in ((0, 1, 2), (1, 0, 2), (2, 1, 0), (0, 2, 1), (1, 2, 0), (2, 0, 1)):
-        candidates.append((f"device axes as {perm}", extents[list(perm)], np.eye(4)))
-    if not prefer_upright:
-        to_box, box = trimesh.bounds.oriented_bounds(mesh)
-        candidates.append(("minimum bounding box", np.sort(box)[::-1], to_box))
-    for name, size, transform in candidates:
-        if np.all(size <= volume):
-            return {"fits": True, "orientation": name, "size_mm": [_r(s, 1) for s in size],
+    volume = np.sort(np.asarray(printer.build_volume_mm, dtype=float))
+    points = np.asarray(mesh.convex_hull.vertices)
+    # Turns about z keep the shank upright (layers across a leaf spring's neck).
+    order = sorted(_ORIENTATIONS, key=lambda o: o[0] != 2) if prefer_upright else _ORIENTATIONS
+    for axis, degrees in order:
+        turn = trimesh.transformations.rotation_matrix(np.radians(degrees), np.eye(3)[axis])
+        size = np.ptp(points @ turn[:3, :3].T, axis=0)
+        if np.all(np.sort(size) <= volume):
+            return {"fits": True, "size_mm": [_r(s, 1) for s in size],
+                    "orientation": {"turn_axis": "xyz"[axis], "turn_deg": degrees},
                     "build_volume_mm": list(printer.build_volume_mm)}
-    return {"fits": False, "orientation": None, "size_mm": [_r(s, 1) for s in np.sort(extents)],
+    return {"fits": False, "size_mm": [_r(s, 1) for s in mesh.extents], "orientation": None,
             "build_volume_mm": list(printer.build_volume_mm)}
+
+
+# Turns tried when fitting the build volume: none first, then 5-degree steps.
+_ORIENTATIONS = [(2, 0.0)] + [(axis, float(d)) for d in range(5, 90, 5) for axis in (0, 1, 2)]
 
 
 def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearance_mm: float,

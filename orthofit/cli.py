@@ -29,8 +29,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import OrthofitError, UsageError
+from .errors import CheckFailedError, OrthofitError, UsageError
 from .params import Side, UpAxis, Units, WeightBearing
+from .prescription import Device, MaterialName, PrinterName
 
 __all__ = ["app", "main"]
 
@@ -107,6 +108,110 @@ def inspect(
         sys.stdout.write(dumps_json(data))
     else:
         _render_intake(data)
+
+
+@app.command()
+def design(
+    scan: Annotated[Path, typer.Argument(help="Raw scan: STL, OBJ, PLY, OFF, GLB, PCD or XYZ.")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Where to write the device.")],
+    prescription: Annotated[Path | None, typer.Option(
+        "--prescription", help="Prescription file (.json, .yaml); flags override it.")] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="Device type.")] = None,
+    thickness: Annotated[float | None, typer.Option("--thickness", help="Wall, mm.")] = None,
+    clearance: Annotated[float | None, typer.Option("--clearance", help="Gap to skin, mm.")] = None,
+    material: Annotated[MaterialName | None, typer.Option("--material")] = None,
+    printer: Annotated[PrinterName | None, typer.Option("--printer")] = None,
+    units: Annotated[Units | None, typer.Option("--units", help="Units of the scan.")] = None,
+    up: Annotated[UpAxis | None, typer.Option("--up", help="Up axis of the scan.")] = None,
+    side: Annotated[Side | None, typer.Option("--side", help="Which leg was scanned.")] = None,
+    weight_bearing: Annotated[WeightBearing | None, typer.Option("--weight-bearing")] = None,
+    case_ref: Annotated[str | None, typer.Option(
+        "--case-ref", help="Case reference (never a patient's name).")] = None,
+) -> None:
+    """Design the prescribed orthosis from a raw scan; check it; write the files."""
+    from .design import DESIGN_STAGES
+    from .intake import STAGES
+    from .pipeline import design_file, write_design
+
+    rx = _prescription(prescription, device=device, thickness_mm=thickness,
+                       clearance_mm=clearance, material=material, printer=printer,
+                       scan={"units": units, "up": up, "side": side,
+                             "weight_bearing": weight_bearing, "case_ref": case_ref})
+    result = _with_progress(lambda progress: design_file(scan, rx, progress=progress),
+                            STAGES + DESIGN_STAGES)
+    paths = write_design(outdir, result)
+    _render_checks(result.checks)
+    for name, path in paths.items():
+        _err.print(f"wrote {path}")
+    if not result.passed:
+        failed = ", ".join(n for n, c in result.checks.items() if not c["passed"])
+        raise CheckFailedError(f"the device was written but failed these checks: {failed}; "
+                               f"see {outdir / 'report.json'}")
+
+
+@app.command()
+def check(
+    mesh: Annotated[Path, typer.Argument(help="Device mesh to check (STL, PLY, OBJ, 3MF...).")],
+    limb: Annotated[Path | None, typer.Option(
+        "--limb", help="The limb (limb.ply) for thickness and clearance.")] = None,
+    thickness: Annotated[float, typer.Option("--thickness", help="Prescribed wall, mm.")] = 3.5,
+    clearance: Annotated[float, typer.Option("--clearance", help="Prescribed gap, mm.")] = 2.0,
+    material: Annotated[MaterialName, typer.Option("--material")] = "PA12",
+    printer: Annotated[PrinterName, typer.Option("--printer")] = "hp-mjf-5200",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Run the device checks on any mesh."""
+    from .checks import run_checks
+    from .io import dumps_json, read_limb_ply, read_mesh
+    from .prescription import MATERIALS, PRINTERS
+
+    device = read_mesh(mesh)
+    limb_mesh = read_limb_ply(limb)[0] if limb is not None else None
+    checks = run_checks(device, limb_mesh, clearance_mm=clearance, thickness_mm=thickness,
+                        material=MATERIALS[material], printer=PRINTERS[printer])
+    if as_json:
+        sys.stdout.write(dumps_json(checks))
+    else:
+        _render_checks(checks)
+    failed = [n for n, c in checks.items() if not c["passed"]]
+    if failed:
+        raise CheckFailedError(f"failed checks: {', '.join(failed)}")
+
+
+@app.command()
+def schema(
+    name: Annotated[str, typer.Argument(help="Which schema: 'prescription'.")],
+) -> None:
+    """Print a JSON Schema (the prescription's)."""
+    from .io import dumps_json
+    from .prescription import prescription_schema
+
+    if name != "prescription":
+        raise UsageError(f"no schema named {name!r}; the one schema is 'prescription'")
+    sys.stdout.write(dumps_json(prescription_schema()))
+
+
+def _prescription(path: Path | None, *, scan: dict[str, Any], **fields: Any) -> Any:
+    """The prescription: a file's, with any flags given laid over it."""
+    from .io import read_prescription_file
+    from .prescription import Prescription
+
+    data: dict[str, Any] = read_prescription_file(path) if path is not None else {}
+    data.update({k: v for k, v in fields.items() if v is not None})
+    given_scan = {k: v for k, v in scan.items() if v is not None}
+    if given_scan:
+        data["scan"] = {**data.get("scan", {}), **given_scan}
+    return _options(Prescription, **data)
+
+
+def _render_checks(checks: dict[str, dict]) -> None:
+    table = Table(title="Checks", title_justify="left")
+    for col in ("check", "value", "limit", "passed"):
+        table.add_column(col)
+    for name, c in checks.items():
+        mark = "[green]yes[/green]" if c["passed"] else "[red]NO[/red]"
+        table.add_row(name, str(c["value"]), "" if c["limit"] is None else str(c["limit"]), mark)
+    _out.print(table)
 
 
 def _options(model: Any, **values: Any) -> Any:

@@ -14,6 +14,7 @@ import json
 import logging
 import struct
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ __all__ = [
     "sniff_format",
     "write_limb_ply",
     "read_limb_ply",
+    "stl_bytes",
+    "threemf_bytes",
+    "write_png",
+    "read_mesh",
+    "read_prescription_file",
     "write_json",
     "dumps_json",
 ]
@@ -278,3 +284,118 @@ def dumps_json(obj: Any) -> str:
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as JSON with :func:`dumps_json`."""
     Path(path).write_text(dumps_json(obj), encoding="utf-8")
+
+
+#: Binary STL header: says what the file is, and nothing about the patient.
+_STL_HEADER = b"orthofit device, binary STL, millimetres, device frame".ljust(80, b" ")
+# Every member of a 3MF archive gets this timestamp, so archives are byte-identical.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def stl_bytes(vertices: np.ndarray, faces: np.ndarray) -> bytes:
+    """Binary STL of a triangle mesh (mm); the same mesh gives the same bytes.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float, mm
+    faces : (m, 3) int, counter-clockwise seen from outside
+    """
+    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(normal, axis=1, keepdims=True)
+    normal = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
+    record = np.zeros(len(tri), dtype=[("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")])
+    record["n"] = normal
+    record["v"] = tri
+    return _STL_HEADER + struct.pack("<I", len(tri)) + record.tobytes()
+
+
+def threemf_bytes(vertices: np.ndarray, faces: np.ndarray, *, name: str) -> bytes:
+    """A 3MF package (unit millimetre) holding one mesh object, id 1.
+
+    ``name`` labels the object for the lab (a case reference, never a
+    patient's name).  Fixed timestamps and member order make it byte-identical
+    for the same mesh.
+    """
+    verts = "".join(f'<vertex x="{x:.4f}" y="{y:.4f}" z="{z:.4f}"/>'
+                    for x, y, z in np.asarray(vertices, dtype=np.float64))
+    tris = "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in np.asarray(faces))
+    model = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+             '<model unit="millimeter" xml:lang="en-US" '
+             'xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02">'
+             f'<resources><object id="1" type="model" name="{_xml_attr(name)}">'
+             f'<mesh><vertices>{verts}</vertices><triangles>{tris}</triangles></mesh>'
+             '</object></resources><build><item objectid="1"/></build></model>')
+    content_types = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                     '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+                     '<Default Extension="rels" '
+                     'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                     '<Default Extension="model" '
+                     'ContentType="application/vnd.ms-package.3dmanufacturing-3dmodel+xml"/>'
+                     '</Types>')
+    rels = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            '<Relationship Target="/3D/3dmodel.model" Id="rel0" '
+            'Type="http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel"/>'
+            '</Relationships>')
+    buffer = _io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for member, text in (("[Content_Types].xml", content_types), ("_rels/.rels", rels),
+                             ("3D/3dmodel.model", model)):
+            info = zipfile.ZipInfo(member, date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, text.encode("utf-8"))
+    return buffer.getvalue()
+
+
+def _xml_attr(text: str) -> str:
+    return (text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+            .replace(">", "&gt;"))
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB image (h, w, 3) float in [0, 1] as PNG, with no metadata."""
+    from PIL import Image
+
+    pixels = np.clip(np.round(np.asarray(image) * 255), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels, mode="RGB").save(path, format="PNG")
+
+
+def read_mesh(path: str | Path) -> trimesh.Trimesh:
+    """Read a device mesh for checking (any format trimesh reads, 3MF included)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScanFileError(f"the mesh file does not exist: {path.name}; check the path")
+    try:
+        mesh = trimesh.load(path, force="mesh")
+    except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:
+        raise ScanFileError("the mesh file is damaged or of no format orthofit reads; "
+                            "export it again as STL, PLY, OBJ or 3MF") from exc
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise ScanFileError("the mesh file holds no triangles; export the device again")
+    return mesh
+
+
+def read_prescription_file(path: str | Path) -> dict[str, Any]:
+    """A prescription file's content: JSON, or YAML by its .yaml/.yml suffix."""
+    from .errors import UsageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"the prescription file does not exist: {path.name}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise UsageError(f"the prescription file is not valid "
+                         f"{'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: "
+                         f"{exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError("the prescription file must hold one object of fields")
+    return data

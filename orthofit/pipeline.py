@@ -14,13 +14,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from .design import DesignResult, run_design
 from .intake import IntakeResult, Progress, run_intake
-from .io import dumps_json, read_scan, write_limb_ply
+from .io import dumps_json, read_scan, stl_bytes, threemf_bytes, write_limb_ply, write_png
 from .params import IntakeOptions
+from .prescription import Prescription
 
-__all__ = ["inspect_file", "write_intake", "atomic_write"]
+__all__ = ["inspect_file", "write_intake", "design_file", "write_design", "atomic_write"]
 
 _BYTES_PER_MB = 1_000_000
+_OUTPUT_MODE = 0o666
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def inspect_file(path: str | Path, options: IntakeOptions, *,
@@ -42,12 +51,47 @@ def write_intake(outdir: str | Path, result: IntakeResult) -> None:
                  lambda tmp: Path(tmp).write_text(dumps_json(result.to_json()), encoding="utf-8"))
 
 
+def design_file(path: str | Path, rx: Prescription, *,
+                progress: Progress | None = None) -> DesignResult:
+    """Read a scan, run intake with the prescription's scan options, design the device."""
+    intake = inspect_file(path, rx.scan, progress=progress)
+    return run_design(intake, rx, progress=progress)
+
+
+def write_design(outdir: str | Path, result: DesignResult) -> dict[str, Path]:
+    """Write every design output into ``outdir``; returns name -> path.
+
+    ``device.stl`` and ``device.3mf`` (mm, device frame, byte-identical for
+    the same input), ``limb.ply`` and ``intake.json`` as intake writes them,
+    ``report.json`` and ``preview.png``.
+    """
+    from .preview import render_views
+
+    outdir = Path(outdir)
+    write_intake(outdir, result.intake)
+    device = result.device
+    label = f"{result.prescription.scan.case_ref} {result.intake.side.value} " \
+            f"{result.prescription.device}"
+    atomic_write(outdir / "device.stl",
+                 lambda tmp: Path(tmp).write_bytes(stl_bytes(device.vertices, device.faces)))
+    atomic_write(outdir / "device.3mf", lambda tmp: Path(tmp).write_bytes(
+        threemf_bytes(device.vertices, device.faces, name=label)))
+    atomic_write(outdir / "preview.png",
+                 lambda tmp: write_png(tmp, render_views(result.intake.limb, device)))
+    atomic_write(outdir / "report.json",
+                 lambda tmp: Path(tmp).write_text(dumps_json(result.to_json()), encoding="utf-8"))
+    return {name: outdir / name for name in ("device.stl", "device.3mf", "limb.ply",
+                                             "intake.json", "report.json", "preview.png")}
+
+
 def atomic_write(target: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``target``."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes owner-only files; outputs are for the lab too.
+        os.chmod(tmp, _OUTPUT_MODE & ~_current_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

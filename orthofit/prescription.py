@@ -26,11 +26,14 @@ __all__ = [
     "ScanSpec",
     "Trimlines",
     "Prescription",
+    "prescription_schema",
 ]
 
 SCHEMA_VERSION = 1
 
 Device = Literal["solid-afo", "posterior-leaf-spring", "smo", "foot-orthosis"]
+MaterialName = Literal["PP", "PA12", "PETG"]
+PrinterName = Literal["hp-mjf-5200", "fdm-250", "custom"]
 DEVICES: tuple[str, ...] = ("solid-afo", "posterior-leaf-spring", "smo", "foot-orthosis")
 Footplate = Literal["three-quarter", "sulcus", "full", "toe-extension"]
 LandmarkName = Literal["heel", "toe_tip", "mth1", "mth5", "sulcus", "navicular", "mt5_base",
@@ -150,8 +153,8 @@ class Prescription(BaseModel):
     thickness_mm: float | None = Field(default=None, ge=2.0, le=8.0)
     # Sock or liner gap between skin and shell: 1-3 mm [typ].
     clearance_mm: float = Field(default=2.0, ge=0.0, le=6.0)
-    material: Literal["PP", "PA12", "PETG"] = "PA12"
-    printer: Literal["hp-mjf-5200", "fdm-250", "custom"] = "hp-mjf-5200"
+    material: MaterialName = "PA12"
+    printer: PrinterName = "hp-mjf-5200"
     # Build volume of a custom printer (mm); required when printer is "custom".
     build_volume_mm: tuple[float, float, float] | None = None
     trimlines: Trimlines = Trimlines()
@@ -189,3 +192,8 @@ class Prescription(BaseModel):
         if self.printer == "custom":
             return Printer(name="custom", build_volume_mm=self.build_volume_mm)
         return PRINTERS[self.printer]
+
+
+def prescription_schema() -> dict:
+    """The prescription's JSON Schema (what ``orthofit schema prescription`` prints)."""
+    return Prescription.model_json_schema()

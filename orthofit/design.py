@@ -1,0 +1,125 @@
+"""Device design: from an intake result and a prescription to a checked shell.
+
+This module owns the order of the design steps and what they report:
+landmark overrides, the device's trimlines, the shell, and the checks, and
+the ``report.json`` content built on the intake JSON.  Each step is a
+function of another module; this one only sequences them.  It reads and
+writes no files (``orthofit.pipeline`` does).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from .checks import run_checks
+from .errors import CannotServeError
+from .intake import IntakeResult, Progress
+from .prescription import Prescription
+from .shell import build_shell
+from .trimlines import device_trim
+
+__all__ = ["DESIGN_STAGES", "DesignResult", "run_design"]
+
+log = logging.getLogger(__name__)
+
+#: Design stages after intake, as progress reports and timings name them.
+DESIGN_STAGES = ("trimlines", "shell", "checks")
+_VERSIONED = ("orthofit", "numpy", "scipy", "open3d-cpu", "trimesh", "scikit-image",
+              "pydantic")
+
+
+@dataclass
+class DesignResult:
+    """A designed device and everything the report says about it."""
+
+    intake: IntakeResult
+    prescription: Prescription
+    device: trimesh.Trimesh
+    landmarks: dict[str, np.ndarray | None]
+    trimlines: dict[str, Any]
+    checks: dict[str, dict]
+    timings_s: dict[str, float]
+
+    @property
+    def passed(self) -> bool:
+        return all(check["passed"] for check in self.checks.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """``report.json``: the intake JSON plus the design (timings vary by run)."""
+        data = self.intake.to_json()
+        data["landmarks"] = {name: None if p is None else [round(float(c), 3) for c in p]
+                             for name, p in self.landmarks.items()}
+        data["landmark_overrides"] = sorted(self.prescription.landmark_overrides)
+        data["prescription"] = self.prescription.model_dump(mode="json")
+        data["trimlines"] = self.trimlines
+        data["checks"] = self.checks
+        data["passed"] = self.passed
+        fit = self.checks.get("fits_printer", {})
+        data["print"] = {"orientation": fit.get("orientation"),
+                         "mass_g": self.checks["mass_g"]["value"],
+                         "volume_cm3": self.checks["volume_cm3"]["value"],
+                         "material": self.prescription.material,
+                         "printer": self.prescription.printer_spec.name,
+                         "thickness_mm": self.prescription.thickness_mm}
+        data["timings_s"] = {**self.intake.timings_s, **self.timings_s}
+        data["versions"] = _versions()
+        return data
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def run_design(intake: IntakeResult, rx: Prescription, *,
+               progress: Progress | None = None) -> DesignResult:
+    """Trim, build and check the prescribed device on an intake's limb.
+
+    Raises
+    ------
+    CannotServeError
+        When the scan cannot give the device (an AFO from a foot-only scan, a
+        trimline above the scanned leg, no foot).
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def done(stage: str, summary: str) -> None:
+        nonlocal start
+        now = time.perf_counter()
+        timings[stage] = round(now - start, 3)
+        if progress is not None:
+            progress(stage, summary, now - start)
+        start = now
+
+    landmarks = dict(intake.anatomy.landmarks)
+    for name, point in rx.landmark_overrides.items():
+        landmarks[name] = np.asarray(point, dtype=np.float64)
+    if landmarks["heel"] is None or landmarks["toe_tip"] is None:
+        raise CannotServeError("the scan gives no foot landmarks; scan the foot again")
+    trim = device_trim(rx, landmarks, intake.limb, intake.top_z)
+    done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
+    device = build_shell(intake.limb, trim, clearance=rx.clearance_mm,
+                         thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,
+                         seed=rx.scan.seed)
+    done("shell", f"{len(device.faces):,} triangles")
+    checks = run_checks(device, intake.limb, clearance_mm=rx.clearance_mm,
+                        thickness_mm=rx.thickness_mm, material=rx.material_spec,
+                        printer=rx.printer_spec,
+                        prefer_upright=rx.device == "posterior-leaf-spring", seed=rx.scan.seed)
+    failed = [name for name, check in checks.items() if not check["passed"]]
+    done("checks", "all passed" if not failed else f"failed: {', '.join(failed)}")
+    return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,
+                        trimlines=trim.summary, checks=checks, timings_s=timings)
