@@ -44,7 +44,7 @@ class CheckParams:
     # from a trim edge (issue #3).
     contact_edge_thicknesses: float = 2.0
     # Sample points for the ray and distance checks [eng].
-    samples: int = 20_000
+    samples: int = 50_000
     # Rays start this far inside the surface so they do not hit their own face.
     ray_offset_mm: float = 1e-3
 
@@ -141,10 +141,14 @@ def wall_thickness(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance:
         s.to_rim > params.contact_edge_thicknesses * thickness)
     inward = -_limb_direction(distance, s.points[outer])
     origin = s.points[outer] + inward * params.ray_offset_mm
-    _, ray, where = shell.ray.intersects_id(origin, inward, multiple_hits=False,
-                                            return_locations=True)
-    out = np.full(outer.sum(), np.nan)
-    out[ray] = np.linalg.norm(where - origin[ray], axis=1) + params.ray_offset_mm
+    tri, ray, where = shell.ray.intersects_id(origin, inward, multiple_hits=True,
+                                              return_locations=True)
+    # The wall's inner face faces the skin, along the ray; a hit on a face
+    # turned the other way is the outer surface's own roughness, not the wall.
+    inner_face = np.einsum("ij,ij->i", shell.face_normals[tri], inward[ray]) > 0
+    travelled = np.linalg.norm(where - origin[ray], axis=1) + params.ray_offset_mm
+    out = np.full(outer.sum(), np.inf)
+    np.minimum.at(out, ray[inner_face], travelled[inner_face])
     return out[np.isfinite(out)]
 
 

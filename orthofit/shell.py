@@ -29,6 +29,9 @@ __all__ = ["ShellParams", "LimbDistance", "build_shell"]
 
 log = logging.getLogger(__name__)
 
+# Bodies under this share of the largest one's volume are marching-cubes specks.
+_SPECK_SHARE = 0.01
+
 # Rays voting on inside or outside: one ray can graze an edge of the flat
 # sole and miscount (Open3D's documented failure); a majority of 5 does not.
 _OCCUPANCY_RAYS = 5
@@ -50,8 +53,10 @@ class ShellParams:
     edge_round_share: float = 0.5
     # The clearance opens by the flare over this distance from a trim edge.
     flare_reach_mm: float = 12.0
-    # Limb surface samples per mm² used to find the band [eng].
-    band_seed_density: float = 1.0
+    # Taubin smoothing passes over the marching-cubes surface [eng].
+    smoothing_iterations: int = 6
+    # Probes per grid cell of the band, so every cell of it is reached [eng].
+    band_probes_per_cell: float = 2.0
 
 
 class LimbDistance:
@@ -107,10 +112,11 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     distance = LimbDistance(limb)
     # Nodes near the wall: offset seeds along the limb's normals, voxelised, dilated.
     rng = np.random.default_rng(seed)
-    count = int(limb.area * params.band_seed_density)
+    inner = max(clearance - params.band_margin_mm, 0.0)
+    count = int(limb.area * (reach - inner) / step**3 * params.band_probes_per_cell)
     seeds, face = trimesh.sample.sample_surface(limb, count, seed=rng)
     normals = limb.face_normals[face]
-    offsets = rng.uniform(max(clearance - params.band_margin_mm, 0.0), reach, (count, 1))
+    offsets = rng.uniform(inner, reach, (count, 1))
     probes = seeds + normals * offsets
     probes = probes[trim(probes) < params.band_margin_mm + params.flare_reach_mm]
     if len(probes) == 0:
@@ -121,7 +127,7 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     shape = np.ceil((hi - lo) / step).astype(int) + 1
     band = np.zeros(shape, dtype=bool)
     band[tuple(np.round((probes - lo) / step).astype(np.int64).T)] = True
-    band = ndimage.binary_dilation(band, iterations=2)
+    band = ndimage.binary_dilation(band, iterations=1)
     nodes = lo + step * np.argwhere(band)
     d = distance(nodes)
     t = trim(nodes)
@@ -141,8 +147,17 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     mesh.remove_unreferenced_vertices()
     parts = mesh.split(only_watertight=False)
     if len(parts) > 1:
-        mesh = max(parts, key=lambda p: abs(p.volume))
+        # Specks of marching cubes go; a second real body stays, for the
+        # single-body check to report.
+        largest = max(abs(p.volume) for p in parts)
+        mesh = trimesh.util.concatenate([p for p in parts
+                                         if abs(p.volume) >= _SPECK_SHARE * largest])
     if mesh.volume < 0:
         mesh.invert()
+    # Marching cubes leaves a grid's roughness on the faces; Taubin smoothing
+    # takes it off without shrinking the wall.
+    trimesh.smoothing.filter_taubin(mesh, iterations=params.smoothing_iterations)
+    # Checks run on exactly what the files hold: STL stores float32.
+    mesh.vertices = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64)
     log.info("shell: %d triangles, volume %.0f mm³", len(mesh.faces), mesh.volume)
     return mesh

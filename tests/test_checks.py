@@ -48,7 +48,7 @@ def test_checks_measure_known_thickness_and_clearance(cup):
     assert checks["wall_thickness"]["passed"] and checks["clearance"]["passed"]
     assert checks["fits_printer"]["passed"]
     volume = shell.volume / 1000.0
-    assert checks["mass_g"]["value"] == pytest.approx(volume * 1.01, rel=1e-3)
+    assert checks["mass_g"]["value"] == pytest.approx(volume * 1.01, abs=0.051)  # 0.1 g steps
 
 
 def test_self_intersection_is_found():
