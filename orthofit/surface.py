@@ -174,6 +174,15 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     # field's sign wavers beside the scan) are opened away; toes survive.
     inside = volume < 0
     volume[inside & ~ndimage.binary_opening(inside, iterations=_OPEN_CELLS)] = step
+    # Voids inside the limb, and crevices reaching up from the unseen sole,
+    # are limb: nothing the scanner could not see lies under a foot that
+    # stands on the floor.  With the floor counted solid they are enclosed.
+    inside = volume < 0
+    below_floor = faxes[2] < 0
+    solid = inside.copy()
+    solid[:, :, below_floor] = True
+    enclosed = ndimage.binary_fill_holes(solid) & ~solid
+    volume[enclosed] = -step
     # The grid's outer faces are outside, whatever the field says.
     for axis in range(3):
         np.moveaxis(volume, axis, 0)[[0, -1]] = coarse
