@@ -143,9 +143,11 @@ def wall_thickness(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance:
     origin = s.points[outer] + inward * params.ray_offset_mm
     tri, ray, where = shell.ray.intersects_id(origin, inward, multiple_hits=True,
                                               return_locations=True)
-    # The wall's inner face faces the skin, along the ray; a hit on a face
-    # turned the other way is the outer surface's own roughness, not the wall.
-    inner_face = np.einsum("ij,ij->i", shell.face_normals[tri], inward[ray]) > 0
+    # The wall's inner face faces the skin, along the ray, and lies nearer the
+    # skin than the wall's middle; a hit on a face turned the other way, or on
+    # the far side of a crease of the outer surface, is not the wall.
+    inner_face = (np.einsum("ij,ij->i", shell.face_normals[tri], inward[ray]) > 0) & (
+        distance(where) < clearance + thickness / 2)
     travelled = np.linalg.norm(where - origin[ray], axis=1) + params.ray_offset_mm
     out = np.full(outer.sum(), np.inf)
     np.minimum.at(out, ray[inner_face], travelled[inner_face])
