@@ -425,33 +425,32 @@ def _measure_leg(mesh: trimesh.Trimesh, lm: dict, ms: dict, medial: float, fl: f
     if np.all(np.isnan(girth[:lower])):
         return
     ankle_i = int(np.nanargmin(girth[:lower]))
-    calf_i = ankle_i + int(np.nanargmax(girth[ankle_i:]))
+    knee_in_view = top_z - ankle[2] >= params.knee_reach_foot_lengths * fl
+    # With the knee in view, its flare at the top is no calf.
+    calf_end = len(girth)
+    if knee_in_view:
+        heights = np.array([np.nan if c is None else c[2] for c, _ in sections])
+        below_knee = heights <= top_z - params.knee_zone_share * (top_z - ankle[2])
+        calf_end = max(ankle_i + 1, int(np.flatnonzero(below_knee).max()) + 1
+                       if below_knee.any() else len(girth))
+    calf_i = ankle_i + int(np.nanargmax(girth[ankle_i:calf_end]))
     lm["calf"] = sections[calf_i][0]
     ms["calf_circumference_mm"] = float(girth[calf_i])
     ms["calf_height_mm"] = float(lm["calf"][2])
     ms["ankle_circumference_mm"] = float(girth[ankle_i])
-    lm["fibular_head"] = _fibular_head(mesh, girth, calf_i, lm, medial, fl, top_z, params)
+    lm["fibular_head"] = (_fibular_head(mesh, medial, top_z, params) if knee_in_view
+                          else None)
     end = lm["fibular_head"] if lm["fibular_head"] is not None else lm["leg_top"]
     ms["shank_length_mm"] = float(np.linalg.norm(end - ankle))
     shank = lm["calf"] - ankle
     ms["ankle_angle_deg"] = float(np.degrees(np.arctan2(shank[2], shank[0])))
 
 
-def _fibular_head(mesh: trimesh.Trimesh, girth: np.ndarray, calf_i: int, lm: dict,
-                  medial: float, fl: float, top_z: float,
+def _fibular_head(mesh: trimesh.Trimesh, medial: float, top_z: float,
                   params: AnatomyParams) -> np.ndarray | None:
-    """Estimate the fibular head when the scan reaches the knee, else None.
-
-    The knee is taken to be in view when the leg reaches far enough above the
-    ankle and the scan has passed the calf's belly (the girth falls again
-    towards the top).  The fibular head is then the most lateral point a
-    little below the top of the scan.
-    """
-    reach = top_z - lm["ankle_center"][2]
-    if reach < params.knee_reach_foot_lengths * fl:
-        return None
-    if not np.nanmin(girth[calf_i:]) <= (1 - params.past_calf_share) * girth[calf_i]:
-        return None
+    """The fibular head of a scan that reaches the knee: the most lateral
+    point a little below the top of the scan (an estimate: the head lies
+    ~2 cm below the knee joint line [typ])."""
     verts = np.asarray(mesh.vertices)
     height = top_z - params.fibular_head_below_knee_mm
     ring = verts[np.abs(verts[:, 2] - height) <= params.slab_mm / 2]

@@ -192,20 +192,28 @@ def printer_fit(mesh: trimesh.Trimesh, printer: Printer,
     volume = np.sort(np.asarray(printer.build_volume_mm, dtype=float))
     points = np.asarray(mesh.convex_hull.vertices)
     # Turns about z keep the shank upright (layers across a leaf spring's neck).
-    order = sorted(_ORIENTATIONS, key=lambda o: o[0] != 2) if prefer_upright else _ORIENTATIONS
-    for axis, degrees in order:
-        turn = trimesh.transformations.rotation_matrix(np.radians(degrees), np.eye(3)[axis])
-        size = np.ptp(points @ turn[:3, :3].T, axis=0)
+    order = (sorted(_ORIENTATIONS, key=lambda turns: any(a != 2 for a, _ in turns))
+             if prefer_upright else _ORIENTATIONS)
+    for turns in order:
+        rotation = np.eye(3)
+        for axis, degrees in turns:
+            rotation = trimesh.transformations.rotation_matrix(
+                np.radians(degrees), np.eye(3)[axis])[:3, :3] @ rotation
+        size = np.ptp(points @ rotation.T, axis=0)
         if np.all(np.sort(size) <= volume):
             return {"fits": True, "size_mm": [_r(s, 1) for s in size],
-                    "orientation": {"turn_axis": "xyz"[axis], "turn_deg": degrees},
+                    "orientation": [{"turn_axis": "xyz"[a], "turn_deg": d} for a, d in turns],
                     "build_volume_mm": list(printer.build_volume_mm)}
     return {"fits": False, "size_mm": [_r(s, 1) for s in mesh.extents], "orientation": None,
             "build_volume_mm": list(printer.build_volume_mm)}
 
 
-# Turns tried when fitting the build volume: none first, then 5-degree steps.
-_ORIENTATIONS = [(2, 0.0)] + [(axis, float(d)) for d in range(5, 90, 5) for axis in (0, 1, 2)]
+# Turns tried when fitting the build volume: none first, then turns about one
+# axis in 5-degree steps, then about z and then x together in 10-degree steps.
+_ORIENTATIONS = ([((2, 0.0),)]
+                 + [((axis, float(d)),) for d in range(5, 90, 5) for axis in (0, 1, 2)]
+                 + [((2, float(a)), (0, float(b))) for a in range(10, 90, 10)
+                    for b in range(10, 90, 10)])
 
 
 def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearance_mm: float,

@@ -199,8 +199,8 @@ class AnatomyParams:
     # A scan whose leg reaches this many foot lengths above the ankle has the
     # knee in view (adult and child shank/foot ~1.5-1.7)...
     knee_reach_foot_lengths: float = 1.4
-    # ...when it has also passed the calf's belly: the girth falls by this share.
-    past_calf_share: float = 0.02
+    # ...and the top share of its shank is the knee, not the calf.
+    knee_zone_share: float = 0.2
     # Fibular head below the top of a scan that ends at the knee joint line (mm).
     fibular_head_below_knee_mm: float = 20.0
     # A scan needs the leg this high above the floor to count as having a leg
