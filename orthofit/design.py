@@ -112,8 +112,7 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     trim = device_trim(rx, landmarks, intake.limb, intake.top_z)
     done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
     device = build_shell(intake.limb, trim, clearance=rx.clearance_mm,
-                         thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,
-                         seed=rx.scan.seed)
+                         thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm)
     done("shell", f"{len(device.faces):,} triangles")
     checks = run_checks(device, intake.limb, clearance_mm=rx.clearance_mm,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,

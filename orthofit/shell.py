@@ -29,7 +29,7 @@ __all__ = ["ShellParams", "LimbDistance", "build_shell"]
 
 log = logging.getLogger(__name__)
 
-# Bodies under this share of the largest one's volume are marching-cubes specks.
+# Bodies under this share of the largest one's triangles are marching-cubes specks.
 _SPECK_SHARE = 0.01
 
 # Rays voting on inside or outside: one ray can graze an edge of the flat
@@ -55,7 +55,8 @@ class ShellParams:
     flare_reach_mm: float = 12.0
     # Taubin smoothing passes over the marching-cubes surface [eng].
     smoothing_iterations: int = 6
-    # Probes per grid cell of the band, so every cell of it is reached [eng].
+    # Probe steps per grid cell along each normal, so every cell of the band
+    # is reached [eng].
     band_probes_per_cell: float = 2.0
 
 
@@ -89,8 +90,7 @@ def _smooth_max(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
 
 
 def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickness: float,
-                flare: float, params: ShellParams = ShellParams(),
-                seed: int = 0) -> trimesh.Trimesh:
+                flare: float, params: ShellParams = ShellParams()) -> trimesh.Trimesh:
     """The device's solid: one watertight, consistently wound mesh in mm.
 
     Parameters
@@ -100,7 +100,6 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     clearance : gap between skin and the wall's inner face, mm
     thickness : wall thickness, mm
     flare : extra clearance reached at a trim edge, mm
-    seed : seed of the surface sampling that finds the band
 
     Raises
     ------
@@ -110,14 +109,13 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     step = params.grid_mm
     reach = clearance + thickness + flare + params.band_margin_mm
     distance = LimbDistance(limb)
-    # Nodes near the wall: offset seeds along the limb's normals, voxelised, dilated.
-    rng = np.random.default_rng(seed)
+    # Nodes near the wall: the limb's vertices and face centres stepped out
+    # along their normals through the wall's depth, voxelised, dilated.
     inner = max(clearance - params.band_margin_mm, 0.0)
-    count = int(limb.area * (reach - inner) / step**3 * params.band_probes_per_cell)
-    seeds, face = trimesh.sample.sample_surface(limb, count, seed=rng)
-    normals = limb.face_normals[face]
-    offsets = rng.uniform(inner, reach, (count, 1))
-    probes = seeds + normals * offsets
+    seeds = np.vstack([limb.vertices, limb.triangles_center])
+    normals = np.vstack([limb.vertex_normals, limb.face_normals])
+    offsets = np.arange(inner, reach + step / 2, step / params.band_probes_per_cell)
+    probes = (seeds[:, None, :] + normals[:, None, :] * offsets[None, :, None]).reshape(-1, 3)
     probes = probes[trim(probes) < params.band_margin_mm + params.flare_reach_mm]
     if len(probes) == 0:
         raise CannotServeError("the trimlines leave no shell on this limb; check the "
@@ -145,13 +143,14 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     verts, faces, _, _ = marching_cubes(volume, level=0.0, spacing=(step, step, step))
     mesh = trimesh.Trimesh(verts + lo, faces, process=True)
     mesh.remove_unreferenced_vertices()
-    parts = mesh.split(only_watertight=False)
-    if len(parts) > 1:
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency,
+                                                      node_count=len(mesh.faces))
+    sizes = np.bincount(labels)
+    if len(sizes) > 1:
         # Specks of marching cubes go; a second real body stays, for the
         # single-body check to report.
-        largest = max(abs(p.volume) for p in parts)
-        mesh = trimesh.util.concatenate([p for p in parts
-                                         if abs(p.volume) >= _SPECK_SHARE * largest])
+        mesh.update_faces(sizes[labels] >= _SPECK_SHARE * sizes.max())
+        mesh.remove_unreferenced_vertices()
     if mesh.volume < 0:
         mesh.invert()
     # Marching cubes leaves a grid's roughness on the faces; Taubin smoothing
