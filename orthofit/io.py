@@ -317,9 +317,12 @@ def threemf_bytes(vertices: np.ndarray, faces: np.ndarray, *, name: str) -> byte
     patient's name).  Fixed timestamps and member order make it byte-identical
     for the same mesh.
     """
-    verts = "".join(f'<vertex x="{x:.4f}" y="{y:.4f}" z="{z:.4f}"/>'
-                    for x, y, z in np.asarray(vertices, dtype=np.float64))
-    tris = "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in np.asarray(faces))
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    # One formatting call per element list (in C) instead of one per element.
+    verts = ('<vertex x="%.4f" y="%.4f" z="%.4f"/>' * len(vertices)) % tuple(
+        vertices.ravel().tolist())
+    tris = ('<triangle v1="%d" v2="%d" v3="%d"/>' * len(faces)) % tuple(faces.ravel().tolist())
     model = ('<?xml version="1.0" encoding="UTF-8"?>\n'
              '<model unit="millimeter" xml:lang="en-US" '
              'xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02">'
