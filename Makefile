@@ -1,4 +1,4 @@
-# orthofit: `make demo` runs intake on a bundled sample scan; `make test` runs the tests.
+# orthofit: `make demo` designs an orthosis from a bundled sample scan; `make test` runs the tests.
 # Both set everything up first on a fresh machine (system libraries, a virtualenv).
 
 PYTHON ?= python3
@@ -19,13 +19,14 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 	touch $@
 
 demo: setup
-	$(BIN)/orthofit inspect $(SAMPLE) -o $(OUT)
+	$(BIN)/orthofit design $(SAMPLE) -o $(OUT) --device solid-afo --case-ref demo-001
 
 test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python -m bench.bench_intake
+	$(BIN)/python -m bench.bench_design
 
 samples: setup
 	$(BIN)/python -m scans.make_samples
