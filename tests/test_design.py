@@ -17,10 +17,10 @@ import trimesh
 from orthofit.prescription import prescription_schema
 from tests.analytic import AnalyticLimb, scan_points
 from tests.conftest import ROOT, SCANS, write_ply_points
+from tests.test_cli import REQUIRED_KEYS
 
-REPORT_KEYS = {"units", "up", "side", "weight_bearing", "input_sha256", "scan_to_device",
-               "landmarks", "measurements", "cleaning", "prescription", "checks", "passed",
-               "print", "timings_s", "versions"}
+REPORT_KEYS = REQUIRED_KEYS | {"prescription", "checks", "passed", "print", "timings_s",
+                               "versions"}
 CHECKS = {"watertight", "winding_consistent", "single_body", "positive_volume",
           "no_self_intersection", "wall_thickness", "clearance", "fits_printer", "volume_cm3",
           "mass_g", "triangles"}
