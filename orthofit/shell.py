@@ -96,7 +96,8 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     Parameters
     ----------
     limb : closed limb, device frame, mm
-    trim : field over points, negative where the device exists (trimlines)
+    trim : field over points, negative where the device exists (trimlines);
+        its optional ``plate`` field (with ``plate_box``) adds a toe plate
     clearance : gap between skin and the wall's inner face, mm
     thickness : wall thickness, mm
     flare : extra clearance reached at a trim edge, mm
@@ -116,6 +117,11 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     normals = np.vstack([limb.vertex_normals, limb.face_normals])
     offsets = np.arange(inner, reach + step / 2, step / params.band_probes_per_cell)
     probes = (seeds[:, None, :] + normals[:, None, :] * offsets[None, :, None]).reshape(-1, 3)
+    plate, plate_box = getattr(trim, "plate", None), getattr(trim, "plate_box", None)
+    if plate_box is not None:
+        lo_p, hi_p = plate_box[0] - params.band_margin_mm, plate_box[1] + params.band_margin_mm
+        axes = [np.arange(lo_p[i], hi_p[i] + step, step) for i in range(3)]
+        probes = np.vstack([probes, np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)])
     probes = probes[trim(probes) < params.band_margin_mm + params.flare_reach_mm]
     if len(probes) == 0:
         raise CannotServeError("the trimlines leave no shell on this limb; check the "
@@ -133,6 +139,8 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     opening = flare * np.clip(1.0 + t / params.flare_reach_mm, 0.0, 1.0) ** 2
     inner = clearance + opening
     wall = np.maximum(inner - d, d - (inner + thickness))
+    if plate is not None:
+        wall = np.minimum(wall, plate(nodes))
     value = _smooth_max(wall, t, params.edge_round_share * thickness)
     volume = np.full(shape, step * 2, dtype=np.float32)
     volume[band] = value

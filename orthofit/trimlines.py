@@ -66,10 +66,35 @@ class Trim:
     landmarks: dict[str, np.ndarray | None]
     summary: dict[str, Any] = field(default_factory=dict)
     _parts: list = field(default_factory=list)
+    #: A toe plate: a slab continuing the footplate beyond the toes, as a
+    #: field (negative inside) with the box that holds it, or None.
+    plate: Any = None
+    plate_box: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """Field over points (n, 3) mm: negative where the device exists."""
         return np.min(np.stack([part(points) for part in self._parts]), axis=0)
+
+
+def _toe_plate(rx: Prescription, lm: dict, end_x: float, trim: "Trim") -> None:
+    """A toe extension: the footplate's slab carried from the toes to ``end_x``."""
+    bottom, top = -(rx.clearance_mm + rx.thickness_mm), -rx.clearance_mm
+    y_mid = 0.5 * (lm["mth1"][1] + lm["mth5"][1])
+    half = 0.5 * abs(lm["mth1"][1] - lm["mth5"][1])
+    start = float(lm["toe_tip"][0]) - _TOE_PLATE_OVERLAP_MM
+
+    def plate(p: np.ndarray) -> np.ndarray:
+        return np.maximum.reduce([np.abs(p[:, 2] - 0.5 * (bottom + top)) - 0.5 * (top - bottom),
+                                  p[:, 0] - end_x, start - p[:, 0],
+                                  np.abs(p[:, 1] - y_mid) - half])
+
+    trim.plate = plate
+    trim.plate_box = (np.array([start, y_mid - half, bottom]), np.array([end_x, y_mid + half, top]))
+
+
+# The toe plate starts this far behind the toe tip, under the toes, so it
+# joins the footplate.
+_TOE_PLATE_OVERLAP_MM = 20.0
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
@@ -96,6 +121,8 @@ def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
     end_x = _footplate_end(rx, lm, params)
     trim.summary["footplate"] = rx.trimlines.footplate
     trim.summary["footplate_end_x_mm"] = round(end_x, 3)
+    if rx.trimlines.footplate == "toe-extension":
+        _toe_plate(rx, lm, end_x, trim)
     dorsum = _profile(verts, axis=0, lo=heel[0], hi=toe[0], step=params.bin_mm,
                       z_cap=1.2 * lm["ankle_center"][2])
 

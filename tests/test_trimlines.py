@@ -93,6 +93,15 @@ def test_full_footplate_ends_at_the_toe_tip(intake):
     assert result.device.vertices[:, 0].max() == pytest.approx(end, abs=EDGE_MM)
 
 
+def test_toe_extension_reaches_beyond_the_toes(intake):
+    result = _design(intake, device="solid-afo",
+                     trimlines={"proximal_height_mm": 250.0, "footplate": "toe-extension",
+                                "toe_extension_mm": 15.0})
+    toe = result.landmarks["toe_tip"][0]
+    assert result.device.vertices[:, 0].max() == pytest.approx(toe + 15.0, abs=EDGE_MM)
+    assert result.checks["watertight"]["passed"]
+
+
 def test_foot_orthosis_heel_cup_height(intake):
     result = _design(intake, device="foot-orthosis", trimlines={"heel_cup_height_mm": 15.0})
     v = result.device.vertices
