@@ -60,10 +60,18 @@ def test_self_intersection_is_found():
     assert self_intersections(a) == 0
 
 
-def test_too_big_for_the_printer():
-    limb = trimesh.creation.icosphere(subdivisions=3, radius=40.0)
+def test_too_big_for_the_printer_in_any_turn():
     huge = trimesh.creation.box(extents=(400, 300, 300))
     checks = run_checks(huge, None, clearance_mm=CLEARANCE_MM, thickness_mm=THICKNESS_MM,
                         material=MATERIALS["PA12"], printer=PRINTERS["fdm-250"])
     assert not checks["fits_printer"]["passed"]
-    assert limb.is_watertight
+
+
+def test_a_long_device_fits_diagonally():
+    # 400 mm does not fit any edge of a 380 x 284 x 380 mm build volume, but
+    # fits across its 380 x 380 face.
+    rod = trimesh.creation.box(extents=(400, 40, 40))
+    checks = run_checks(rod, None, clearance_mm=CLEARANCE_MM, thickness_mm=THICKNESS_MM,
+                        material=MATERIALS["PA12"], printer=PRINTERS["hp-mjf-5200"])
+    assert checks["fits_printer"]["passed"]
+    assert checks["fits_printer"]["orientation"][0]["turn_deg"] > 0

@@ -8,7 +8,6 @@ accept exit 5 where a design was written but a check failed.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,4 +149,3 @@ def test_check_command_on_a_box(tmp_path, cli):
     checks = json.loads(result.stdout)
     assert checks["watertight"]["passed"] and checks["volume_cm3"]["value"] == pytest.approx(210.0)
     assert np.isclose(checks["mass_g"]["value"], 210.0 * 1.01, rtol=1e-3)
-    assert Path(tmp_path / "box.stl").exists()
