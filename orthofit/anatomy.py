@@ -221,9 +221,14 @@ def _half_difference(points: np.ndarray, *, value, reduce, scale: float) -> floa
     return float(np.tanh((reduce(value(plus)) - reduce(value(minus))) / scale))
 
 
-def _ankle_column(points: np.ndarray, fl: float, params: AnatomyParams) -> np.ndarray | None:
-    """The points around the shank's axis (carried down into the ankle) at ankle heights."""
-    axis_point, axis_dir = _shank_axis(points, fl, params)
+def _ankle_column(points: np.ndarray, fl: float, params: AnatomyParams,
+                  axis: tuple[np.ndarray | None, np.ndarray | None] | None = None
+                  ) -> np.ndarray | None:
+    """The points around the shank's axis (carried down into the ankle) at ankle heights.
+
+    ``axis`` is (point, direction) from :func:`_shank_axis`, found here if not given.
+    """
+    axis_point, axis_dir = _shank_axis(points, fl, params) if axis is None else axis
     if axis_point is None:
         return None
     z = points[:, 2]
@@ -248,7 +253,8 @@ def _malleoli_pair(points: np.ndarray, fl: float, params: AnatomyParams
     return _bump(column, +1.0, fl, params), _bump(column, -1.0, fl, params)
 
 
-def _malleoli(points: np.ndarray, fl: float, medial: float, params: AnatomyParams
+def _malleoli(points: np.ndarray, fl: float, medial: float, params: AnatomyParams,
+              axis: tuple[np.ndarray | None, np.ndarray | None]
               ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(medial, lateral) malleolus of a limb whose side is known.
 
@@ -257,7 +263,7 @@ def _malleoli(points: np.ndarray, fl: float, medial: float, params: AnatomyParam
     furthest medial reach at or a little above and in front of the lateral
     one, where it sits [typ: about 1 cm higher and up to 1.5 cm further forward].
     """
-    column = _ankle_column(points, fl, params)
+    column = _ankle_column(points, fl, params, axis)
     if column is None:
         return None, None
     lateral, _ = _bump(column, -medial, fl, params)
@@ -267,9 +273,7 @@ def _malleoli(points: np.ndarray, fl: float, medial: float, params: AnatomyParam
                     & (ahead >= lo) & (ahead <= hi)]
     if len(window) == 0:
         return _bump(column, medial, fl, params)[0], lateral
-    which = np.floor(window[:, 2] / _BIN_MM).astype(np.int64)
-    bins = np.unique(which)
-    extent = np.array([np.max(medial * window[which == b, 1]) for b in bins])
+    bins, extent = _reach_profile(window, medial)
     peaks = [i for i in range(1, len(bins) - 1)
              if extent[i] >= extent[i - 1] and extent[i] >= extent[i + 1]]
     if peaks:
@@ -288,9 +292,7 @@ def _bump(column: np.ndarray, direction: float, fl: float,
     Returns its apex (3,) and how far it stands out from the narrowing above
     it (mm; 0 when no bump stands out and the typical height was taken).
     """
-    which = np.floor(column[:, 2] / _BIN_MM).astype(np.int64)
-    bins = np.unique(which)
-    extent = np.array([np.max(direction * column[which == b, 1]) for b in bins])
+    bins, extent = _reach_profile(column, direction)
     above = max(1, int(round(params.malleolus_drop_share * fl / _BIN_MM)))
     best, best_prominence = None, 0.0
     for i in range(1, len(bins) - 1):
@@ -304,6 +306,14 @@ def _bump(column: np.ndarray, direction: float, fl: float,
         best = int(np.argmin(np.abs(bins * _BIN_MM - params.malleolus_typical_share * fl)))
     return _cap_centre(column, direction, int(bins[best]), float(extent[best]),
                        params), best_prominence
+
+
+def _reach_profile(column: np.ndarray, direction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Height bins (indices of ``_BIN_MM`` slabs) and the reach towards ``direction``
+    (±y, mm) of ``column`` (k, 3) in each."""
+    which = np.floor(column[:, 2] / _BIN_MM).astype(np.int64)
+    bins = np.unique(which)
+    return bins, np.array([np.max(direction * column[which == b, 1]) for b in bins])
 
 
 def _cap_centre(column: np.ndarray, direction: float, bin_index: int, reach: float,
@@ -355,8 +365,9 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     """
     fl = foot_length
     verts = np.asarray(mesh.vertices)
-    x, y, z = verts.T
+    z = verts[:, 2]
     medial = 1.0 if side == "right" else -1.0
+    axis = _shank_axis(verts, fl, params)
     lm: dict[str, np.ndarray | None] = dict.fromkeys(LANDMARKS)
     ms: dict[str, float | None] = dict.fromkeys(MEASUREMENTS)
 
@@ -374,7 +385,7 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     lm["mt5_base"] = _extreme_near(verts, params.mt5_base_fraction * fl, -medial,
                                    z_max=params.mth_height_share * fl,
                                    half_width=params.landmark_window_share * fl)
-    lm["medial_malleolus"], lm["lateral_malleolus"] = _malleoli(verts, fl, medial, params)
+    lm["medial_malleolus"], lm["lateral_malleolus"] = _malleoli(verts, fl, medial, params, axis)
     if lm["medial_malleolus"] is None:
         raise CannotServeError("the scan ends below the ankle, so the malleoli cannot be "
                                "found; scan the foot with the ankle and some of the leg")
@@ -391,22 +402,21 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     ms["lateral_malleolus_height_mm"] = float(lm["lateral_malleolus"][2])
 
     has_leg = top_z >= params.leg_min_height_foot_lengths * fl
-    if has_leg:
-        _measure_leg(mesh, lm, ms, medial, fl, top_z, params)
+    if has_leg and axis[0] is not None:
+        _measure_leg(mesh, axis, lm, ms, medial, fl, top_z, params)
     return Anatomy(landmarks=lm, measurements=ms, has_leg=has_leg)
 
 
-def _measure_leg(mesh: trimesh.Trimesh, lm: dict, ms: dict, medial: float, fl: float,
-                 top_z: float, params: AnatomyParams) -> None:
+def _measure_leg(mesh: trimesh.Trimesh, axis: tuple[np.ndarray, np.ndarray], lm: dict,
+                 ms: dict, medial: float, fl: float, top_z: float,
+                 params: AnatomyParams) -> None:
     """Girths along the shank, calf, knee and fibular head, ankle angle.
 
     Sections run perpendicular to the shank's axis, as a tape measure would
     go round the leg, from just above the malleoli to just below the cut top.
     """
     ankle = lm["ankle_center"]
-    point, axis = _shank_axis(np.asarray(mesh.vertices), fl, params)
-    if point is None:
-        return
+    point, axis = axis
     start = max(lm["medial_malleolus"][2], lm["lateral_malleolus"][2]) + _SECTION_MARGIN_MM
     stop = top_z - _SECTION_MARGIN_MM
     # Offsets along the axis of the planes through heights start..stop on it.

@@ -20,7 +20,7 @@ import trimesh
 
 from .checks import run_checks
 from .errors import CannotServeError
-from .intake import IntakeResult, Progress
+from .intake import IntakeResult, Progress, round_point
 from .prescription import Prescription
 from .shell import build_shell
 from .trimlines import device_trim
@@ -54,7 +54,7 @@ class DesignResult:
     def to_json(self) -> dict[str, Any]:
         """``report.json``: the intake JSON plus the design (timings vary by run)."""
         data = self.intake.to_json()
-        data["landmarks"] = {name: None if p is None else [round(float(c), 3) for c in p]
+        data["landmarks"] = {name: None if p is None else round_point(p)
                              for name, p in self.landmarks.items()}
         data["landmark_overrides"] = sorted(self.prescription.landmark_overrides)
         data["prescription"] = self.prescription.model_dump(mode="json")

@@ -26,7 +26,7 @@ from .io import RawScan
 from .params import (UNIT_TO_MM, AnatomyParams, CleaningParams, IntakeOptions,
                      SurfaceParams)
 
-__all__ = ["STAGES", "Detected", "IntakeResult", "run_intake"]
+__all__ = ["STAGES", "Detected", "IntakeResult", "run_intake", "round_point"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class IntakeResult:
             "weight_bearing": self.options.weight_bearing,
             "input_sha256": self.input_sha256,
             "scan_to_device": np.round(self.scan_to_device, _MATRIX_DECIMALS).tolist(),
-            "landmarks": {name: None if p is None else _round(p)
+            "landmarks": {name: None if p is None else round_point(p)
                           for name, p in self.anatomy.landmarks.items()},
             "measurements": {name: None if v is None or not np.isfinite(v)
                              else round(float(v), _MM_DECIMALS)
@@ -91,7 +91,8 @@ class IntakeResult:
         }
 
 
-def _round(p: np.ndarray) -> list[float]:
+def round_point(p: np.ndarray) -> list[float]:
+    """A point as JSON: a list of coordinates rounded to 0.001 mm."""
     return [round(float(c), _MM_DECIMALS) for c in p]
 
 

@@ -123,9 +123,6 @@ def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
     trim.summary["footplate_end_x_mm"] = round(end_x, 3)
     if rx.trimlines.footplate == "toe-extension":
         _toe_plate(rx, lm, end_x, trim)
-    dorsum = _profile(verts, axis=0, lo=heel[0], hi=toe[0], step=params.bin_mm,
-                      z_cap=1.2 * lm["ankle_center"][2])
-
     if rx.device == "foot-orthosis":
         trim._parts.append(_foot_orthosis(rx, lm, end_x, foot_length, params, trim.summary))
         return trim
@@ -143,6 +140,8 @@ def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
             f"(scan ends at {top_z:.0f} mm); lower it or scan higher up the leg")
     trim.summary["proximal_edge_z_mm"] = round(proximal, 3)
     trim._parts.append(_leg_part(rx, lm, verts, proximal, params, trim.summary))
+    dorsum = _profile(verts, axis=0, lo=heel[0], hi=toe[0], step=params.bin_mm,
+                      z_cap=1.2 * lm["ankle_center"][2])
     trim._parts.append(_foot_walls(lm, dorsum, end_x, share, params))
     return trim
 
