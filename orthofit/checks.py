@@ -12,6 +12,7 @@ shells or read files.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
+from .crossings import crossing_points
 from .prescription import Material, Printer
 from .shell import LimbDistance
 
@@ -74,30 +77,8 @@ def solid_checks(mesh: trimesh.Trimesh, params: CheckParams = CheckParams()) -> 
 
 
 def self_intersections(mesh: trimesh.Trimesh, params: CheckParams = CheckParams()) -> int:
-    """How many edges pass through a triangle they do not belong to.
-
-    Two triangles that cross always have an edge of one through the other;
-    each edge is cast as a ray from one end, and a first hit short of the
-    other end is a crossing.
-    """
-    edges = mesh.edges_unique
-    start = mesh.vertices[edges[:, 0]]
-    span = mesh.vertices[edges[:, 1]] - start
-    length = np.linalg.norm(span, axis=1)
-    keep = length > 4 * params.ray_offset_mm
-    direction = span[keep] / length[keep, None]
-    origin = start[keep] + direction * params.ray_offset_mm
-    hit_tri, hit_ray, where = mesh.ray.intersects_id(origin, direction, multiple_hits=False,
-                                                     return_locations=True)
-    if len(hit_ray) == 0:
-        return 0
-    travelled = np.linalg.norm(where - origin[hit_ray], axis=1)
-    short = travelled < length[keep][hit_ray] - 2 * params.ray_offset_mm
-    # A hit on a triangle that shares the edge's end vertex is the far end itself.
-    ends = edges[keep][hit_ray]
-    faces = mesh.faces[hit_tri]
-    touches = (faces == ends[:, :1]).any(axis=1) | (faces == ends[:, 1:]).any(axis=1)
-    return int(np.count_nonzero(short & ~touches))
+    """How many edges pass through a triangle they do not belong to."""
+    return len(crossing_points(mesh))
 
 
 @dataclass
@@ -181,44 +162,89 @@ def _limb_direction(distance: LimbDistance, points: np.ndarray, step: float = 0.
 
 
 def printer_fit(mesh: trimesh.Trimesh, printer: Printer,
-                prefer_upright: bool = False) -> dict[str, Any]:
+                lay_shank_flat: bool = False) -> dict[str, Any]:
     """Whether the mesh fits the build volume in some orientation, and which.
 
-    Orientations are tried in order: the device frame as it is, then turns
-    about each axis in 5 degree steps, which lay a tall device diagonally
-    across the build volume.  With ``prefer_upright`` (a leaf spring) turns
-    about z come first: they keep the layers across the spring's neck.
+    Every orientation on a 5 degree grid of turns about the build volume's x,
+    then y, then z axis is tried (a tall device often fits only diagonally).
+    Of those that fit, the device frame as it is comes first, then the one
+    with the widest margin.  With ``lay_shank_flat`` (a leaf spring) the
+    orientation whose shank lies closest to the layer plane comes first, so
+    that layers run along the spring's neck rather than across it, where they
+    would part when it bends.
+
+    ``orientation`` lists the turns in the order they apply; the
+    ``shank_to_layers_deg`` beside it is the angle between the device's z axis
+    (the shank) and the layer plane: 0 lies flat, 90 stands upright.
     """
-    volume = np.sort(np.asarray(printer.build_volume_mm, dtype=float))
+    volume = np.asarray(printer.build_volume_mm, dtype=float)
     points = np.asarray(mesh.convex_hull.vertices)
-    # Turns about z keep the shank upright (layers across a leaf spring's neck).
-    order = (sorted(_ORIENTATIONS, key=lambda turns: any(a != 2 for a, _ in turns))
-             if prefer_upright else _ORIENTATIONS)
-    for turns in order:
-        rotation = np.eye(3)
-        for axis, degrees in turns:
-            rotation = trimesh.transformations.rotation_matrix(
-                np.radians(degrees), np.eye(3)[axis])[:3, :3] @ rotation
-        size = np.ptp(points @ rotation.T, axis=0)
-        if np.all(np.sort(size) <= volume):
-            return {"fits": True, "size_mm": [_r(s, 1) for s in size],
-                    "orientation": [{"turn_axis": "xyz"[a], "turn_deg": d} for a, d in turns],
-                    "build_volume_mm": list(printer.build_volume_mm)}
-    return {"fits": False, "size_mm": [_r(s, 1) for s in mesh.extents], "orientation": None,
-            "build_volume_mm": list(printer.build_volume_mm)}
+    points = points - points.mean(axis=0)
+    angles, rotations = _orientation_grid()
+    # Rank every orientation on a few hundred hull vertices (extents from a
+    # subset never exceed the true ones), then confirm on all of them.
+    subset = points[:: max(1, len(points) // 256)]
+    margin, extents = _margins(rotations, subset, volume)
+    upright = np.abs(rotations[:, 2, 2])
+    if lay_shank_flat:
+        # Tilts within 5 degrees of flat count alike; then the widest margin.
+        order = np.lexsort((-margin, np.round(upright / np.sin(np.radians(5)))))
+    else:
+        order = np.concatenate([[0], np.argsort(-margin[1:], kind="stable") + 1])
+    order = order[margin[order] >= 0]
+    result = {"build_volume_mm": list(printer.build_volume_mm)}
+    for i in range(0, len(order), 64):
+        batch = order[i:i + 64]
+        exact, sizes = _margins(rotations[batch], points, volume)
+        hits = np.flatnonzero(exact >= 0)
+        if len(hits):
+            best, hit = int(batch[hits[0]]), hits[0]
+            turns = [{"turn_axis": axis, "turn_deg": float(deg)}
+                     for axis, deg in zip("xyz", angles[best]) if deg != 0]
+            return {**result, "fits": True,
+                    "orientation": turns or [{"turn_axis": "z", "turn_deg": 0.0}],
+                    "size_mm": [_r(s, 1) for s in sizes[hit]],
+                    "margin_mm": _r(exact[hit], 1),
+                    "shank_to_layers_deg": _r(np.degrees(np.arcsin(min(upright[best], 1.0))),
+                                              1)}
+    best = int(np.argmax(margin))
+    exact, sizes = _margins(rotations[best:best + 1], points, volume)
+    return {**result, "fits": False, "orientation": None,
+            "size_mm": [_r(s, 1) for s in sizes[0]], "shortfall_mm": _r(-exact[0], 1)}
 
 
-# Turns tried when fitting the build volume: none first, then turns about one
-# axis in 5-degree steps, then about z and then x together in 10-degree steps.
-_ORIENTATIONS = ([((2, 0.0),)]
-                 + [((axis, float(d)),) for d in range(5, 90, 5) for axis in (0, 1, 2)]
-                 + [((2, float(a)), (0, float(b))) for a in range(10, 90, 10)
-                    for b in range(10, 90, 10)])
+def _margins(rotations: np.ndarray, points: np.ndarray,
+             volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each rotation's extents of ``points`` and its least margin to ``volume``."""
+    extents = np.empty((len(rotations), 3))
+    for i in range(0, len(rotations), 4096):
+        turned = np.matmul(rotations[i:i + 4096], points.T)
+        extents[i:i + 4096] = turned.max(axis=2) - turned.min(axis=2)
+    # x and y of the build plate may be swapped: a quarter turn about z.
+    footprint = np.sort(extents[:, :2], axis=1)
+    margin = np.minimum(np.min(np.sort(volume[:2]) - footprint, axis=1),
+                        volume[2] - extents[:, 2])
+    return margin, extents
+
+
+@functools.cache
+def _orientation_grid(step_deg: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Turns about x in [0, 180), y in [-180, 180) and z in [0, 90), and their matrices.
+
+    That covers every box the device can fill: a half turn about x is the same
+    rotation as other turns about y and z, and half and quarter turns about z
+    only swap or flip the build plate's axes.  The unturned frame comes first.
+    """
+    ax = np.arange(0, 180, step_deg)
+    ay = np.concatenate([np.arange(0, 180, step_deg), np.arange(-180, 0, step_deg)])
+    az = np.arange(0, 90, step_deg)
+    angles = np.stack(np.meshgrid(ax, ay, az, indexing="ij"), axis=-1).reshape(-1, 3)
+    return angles, Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
 
 
 def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearance_mm: float,
                thickness_mm: float, material: Material, printer: Printer,
-               prefer_upright: bool = False, seed: int = 0,
+               lay_shank_flat: bool = False, seed: int = 0,
                params: CheckParams = CheckParams()) -> dict[str, dict]:
     """The whole check table for a device (and, with ``limb``, its fit)."""
     checks = solid_checks(shell, params)
@@ -245,9 +271,11 @@ def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearanc
                                    _r(clearance_mm + params.clearance_median_tolerance_mm)]},
                 gaps.min() > -params.penetration_tolerance_mm
                 and abs(median - clearance_mm) <= params.clearance_median_tolerance_mm)
-    fit = printer_fit(shell, printer, prefer_upright)
+    fit = printer_fit(shell, printer, lay_shank_flat)
+    extra = {key: fit[key] for key in ("orientation", "margin_mm", "shank_to_layers_deg",
+                                       "shortfall_mm") if key in fit}
     checks["fits_printer"] = _check(fit["size_mm"], fit["build_volume_mm"], fit["fits"],
-                                    orientation=fit["orientation"])
+                                    **extra)
     volume_cm3 = shell.volume / 1000.0
     checks["volume_cm3"] = _check(_r(volume_cm3, 2), None, True)
     checks["mass_g"] = _check(_r(volume_cm3 * material.density_g_cm3, 1), None, True)

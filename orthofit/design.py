@@ -63,6 +63,7 @@ class DesignResult:
         data["passed"] = self.passed
         fit = self.checks.get("fits_printer", {})
         data["print"] = {"orientation": fit.get("orientation"),
+                         "shank_to_layers_deg": fit.get("shank_to_layers_deg"),
                          "mass_g": self.checks["mass_g"]["value"],
                          "volume_cm3": self.checks["volume_cm3"]["value"],
                          "material": self.prescription.material,
@@ -117,7 +118,7 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     checks = run_checks(device, intake.limb, clearance_mm=rx.clearance_mm,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,
                         printer=rx.printer_spec,
-                        prefer_upright=rx.device == "posterior-leaf-spring", seed=rx.scan.seed)
+                        lay_shank_flat=rx.device == "posterior-leaf-spring", seed=rx.scan.seed)
     failed = [name for name, check in checks.items() if not check["passed"]]
     done("checks", "all passed" if not failed else f"failed: {', '.join(failed)}")
     return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,

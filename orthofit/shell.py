@@ -16,13 +16,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import manifold3d
 import numpy as np
 import open3d as o3d
 import open3d.core as o3c
 import trimesh
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
+from .crossings import crossing_points
 from .errors import CannotServeError
 
 __all__ = ["ShellParams", "LimbDistance", "build_shell"]
@@ -55,9 +58,62 @@ class ShellParams:
     flare_reach_mm: float = 12.0
     # Taubin smoothing passes over the marching-cubes surface [eng].
     smoothing_iterations: int = 6
+    # Decimation keeps every vertex within this of the smoothed surface [eng]:
+    # a twentieth of a millimetre is below any printer's resolution and
+    # halves the triangles of a 1 mm grid.
+    simplify_tolerance_mm: float = 0.05
+    # Where smoothing folds the surface through itself, the marching-cubes
+    # surface comes back within this radius, in at most this many rounds [eng].
+    repair_radius_mm: float = 4.0
+    repair_rounds: int = 3
     # Probe steps per grid cell along each normal, so every cell of the band
     # is reached [eng].
     band_probes_per_cell: float = 2.0
+
+
+def _simplify_without_crossings(smooth: trimesh.Trimesh, raw: np.ndarray,
+                                params: ShellParams) -> trimesh.Trimesh:
+    """Decimate the smoothed surface; where it passes through itself, unsmooth it.
+
+    Marching cubes does not cross itself, but smoothing can fold a tight
+    crease (between toes, where a plate meets a wall) through its neighbour.
+    Around each crossing the marching-cubes positions come back, blended into
+    the smoothed surface over ``repair_radius_mm``, and the surface is
+    decimated again.
+    """
+    mesh = _simplify(smooth, params.simplify_tolerance_mm)
+    for _ in range(params.repair_rounds):
+        points = crossing_points(mesh)
+        if len(points) == 0:
+            break
+        log.info("shell: unsmoothing around %d crossings", len(points))
+        near, _ = cKDTree(points).query(smooth.vertices)
+        keep = _smoothstep(near / params.repair_radius_mm)[:, None]
+        smooth = trimesh.Trimesh(raw + keep * (smooth.vertices - raw), smooth.faces,
+                                 process=False)
+        mesh = _simplify(smooth, params.simplify_tolerance_mm)
+    return mesh
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _simplify(mesh: trimesh.Trimesh, tolerance: float) -> trimesh.Trimesh:
+    """Fewer triangles, no vertex moved further than ``tolerance`` (manifold3d).
+
+    manifold3d collapses only edges that keep the mesh a closed 2-manifold.
+    """
+    solid = manifold3d.Manifold(manifold3d.Mesh(
+        vert_properties=np.asarray(mesh.vertices, dtype=np.float32),
+        tri_verts=np.asarray(mesh.faces, dtype=np.uint32)))
+    if solid.status() != manifold3d.Error.NoError:
+        log.warning("shell: not decimated (%s)", solid.status())
+        return mesh
+    out = solid.simplify(tolerance).to_mesh()
+    return trimesh.Trimesh(np.asarray(out.vert_properties[:, :3], dtype=np.float64),
+                           np.asarray(out.tri_verts, dtype=np.int64), process=True)
 
 
 class LimbDistance:
@@ -140,7 +196,8 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     inner = clearance + opening
     wall = np.maximum(inner - d, d - (inner + thickness))
     if plate is not None:
-        wall = np.minimum(wall, plate(nodes))
+        # The plate stays outside the clearance, like the wall it joins.
+        wall = np.minimum(wall, np.maximum(plate(nodes), inner - d))
     value = _smooth_max(wall, t, params.edge_round_share * thickness)
     volume = np.full(shape, step * 2, dtype=np.float32)
     volume[band] = value
@@ -163,7 +220,9 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
         mesh.invert()
     # Marching cubes leaves a grid's roughness on the faces; Taubin smoothing
     # takes it off without shrinking the wall.
+    raw = mesh.vertices.copy()
     trimesh.smoothing.filter_taubin(mesh, iterations=params.smoothing_iterations)
+    mesh = _simplify_without_crossings(mesh, raw, params)
     # Checks run on exactly what the files hold: STL stores float32.
     mesh.vertices = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64)
     log.info("shell: %d triangles, volume %.0f mm³", len(mesh.faces), mesh.volume)

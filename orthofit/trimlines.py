@@ -77,19 +77,31 @@ class Trim:
 
 
 def _toe_plate(rx: Prescription, lm: dict, end_x: float, trim: "Trim") -> None:
-    """A toe extension: the footplate's slab carried from the toes to ``end_x``."""
+    """A toe extension: the footplate's slab carried from the toes to ``end_x``.
+
+    Under the toes, whose underside rises towards the tip, the plate also
+    fills up to the skin (the shell keeps it outside the clearance), so no
+    thin wedge of air is left between the plate and the footplate's wall.
+    """
     bottom, top = -(rx.clearance_mm + rx.thickness_mm), -rx.clearance_mm
     y_mid = 0.5 * (lm["mth1"][1] + lm["mth5"][1])
     half = 0.5 * abs(lm["mth1"][1] - lm["mth5"][1])
-    start = float(lm["toe_tip"][0]) - _TOE_PLATE_OVERLAP_MM
+    toe = lm["toe_tip"]
+    start = float(toe[0]) - _TOE_PLATE_OVERLAP_MM
+    fill_end = float(toe[0]) + rx.clearance_mm + rx.thickness_mm
+    fill_top = max(float(toe[2]), top)
 
     def plate(p: np.ndarray) -> np.ndarray:
-        return np.maximum.reduce([np.abs(p[:, 2] - 0.5 * (bottom + top)) - 0.5 * (top - bottom),
-                                  p[:, 0] - end_x, start - p[:, 0],
-                                  np.abs(p[:, 1] - y_mid) - half])
+        across = np.abs(p[:, 1] - y_mid) - half
+        slab = np.maximum.reduce([np.abs(p[:, 2] - 0.5 * (bottom + top)) - 0.5 * (top - bottom),
+                                  p[:, 0] - end_x, start - p[:, 0], across])
+        fill = np.maximum.reduce([bottom - p[:, 2], p[:, 2] - fill_top,
+                                  p[:, 0] - fill_end, start - p[:, 0], across])
+        return np.minimum(slab, fill)
 
     trim.plate = plate
-    trim.plate_box = (np.array([start, y_mid - half, bottom]), np.array([end_x, y_mid + half, top]))
+    trim.plate_box = (np.array([start, y_mid - half, bottom]),
+                      np.array([end_x, y_mid + half, fill_top]))
 
 
 # The toe plate starts this far behind the toe tip, under the toes, so it
@@ -136,8 +148,9 @@ def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
         share = params.afo_wall_share
     if proximal > top_z - params.top_margin_mm:
         raise CannotServeError(
-            f"the proximal trimline at {proximal:.0f} mm is above the scanned leg "
-            f"(scan ends at {top_z:.0f} mm); lower it or scan higher up the leg")
+            f"the proximal trimline at {proximal:.0f} mm needs the scan to reach "
+            f"{proximal + params.top_margin_mm:.0f} mm up the leg, and it ends at "
+            f"{top_z:.0f} mm; lower the trimline or scan higher up the leg")
     trim.summary["proximal_edge_z_mm"] = round(proximal, 3)
     trim._parts.append(_leg_part(rx, lm, verts, proximal, params, trim.summary))
     dorsum = _profile(verts, axis=0, lo=heel[0], hi=toe[0], step=params.bin_mm,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import trimesh
 
-from orthofit.checks import run_checks, self_intersections
+from orthofit.checks import printer_fit, run_checks, self_intersections
 from orthofit.prescription import MATERIALS, PRINTERS
 from orthofit.shell import LimbDistance, build_shell
 
@@ -75,3 +76,29 @@ def test_a_long_device_fits_diagonally():
                         material=MATERIALS["PA12"], printer=PRINTERS["hp-mjf-5200"])
     assert checks["fits_printer"]["passed"]
     assert checks["fits_printer"]["orientation"][0]["turn_deg"] > 0
+
+
+def test_a_rod_longer_than_every_face_diagonal_fits_along_the_space_diagonal():
+    # fdm-250 is 250 x 210 x 220 mm: its face diagonals are at most 333 mm and
+    # its space diagonal 393 mm, so a 360 mm rod needs turns about two axes.
+    rod = trimesh.creation.box(extents=(360, 16, 16))
+    fit = printer_fit(rod, PRINTERS["fdm-250"])
+    assert fit["fits"]
+    assert len([t for t in fit["orientation"] if t["turn_deg"]]) >= 2
+    assert max(fit["size_mm"]) <= 250 and fit["margin_mm"] >= 0
+
+
+def test_a_leaf_spring_is_laid_with_its_shank_along_the_layers():
+    # A tall strip standing on a plate, like a leaf spring's shank on its footplate.
+    strip = trimesh.util.concatenate([
+        trimesh.creation.box(extents=(20, 40, 200), transform=_shift(0, 0, 100)),
+        trimesh.creation.box(extents=(120, 60, 4), transform=_shift(40, 0, 2))])
+    upright = printer_fit(strip, PRINTERS["hp-mjf-5200"])
+    flat = printer_fit(strip, PRINTERS["hp-mjf-5200"], lay_shank_flat=True)
+    assert upright["orientation"] == [{"turn_axis": "z", "turn_deg": 0.0}]
+    assert upright["shank_to_layers_deg"] == 90.0
+    assert flat["fits"] and flat["shank_to_layers_deg"] <= 5.0
+
+
+def _shift(x: float, y: float, z: float) -> np.ndarray:
+    return trimesh.transformations.translation_matrix((x, y, z))

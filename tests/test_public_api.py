@@ -9,9 +9,9 @@ import pytest
 
 import orthofit
 
-MODULES = ["anatomy", "checks", "clean", "cli", "design", "errors", "frame", "intake", "io",
-           "normals", "params", "pipeline", "prescription", "preview", "shell", "surface",
-           "trimlines"]
+MODULES = ["anatomy", "checks", "clean", "cli", "crossings", "design", "errors", "frame",
+           "intake", "io", "normals", "params", "pipeline", "prescription", "preview", "shell",
+           "surface", "trimlines"]
 
 
 def test_exported_members():

@@ -107,3 +107,35 @@ def test_foot_orthosis_heel_cup_height(intake):
     v = result.device.vertices
     heel_region = v[v[:, 0] < 0.15 * result.intake.foot_length]
     assert heel_region[:, 2].max() == pytest.approx(15.0, abs=EDGE_MM)
+
+
+def _calf_share(intake, result, z: float) -> float:
+    """Share of the leg's circumference the shell covers at height ``z``.
+
+    Measured on the shell's section at ``z``, at the middle of the wall where
+    the trimline runs (the rounded edge lies half inside it), as the angle it
+    spans around the axis of the limb's section.
+    """
+    limb = intake.limb.vertices
+    section = limb[np.abs(limb[:, 2] - z) < 2.0][:, :2]
+    axis = section.mean(axis=0)
+    mid_wall = (np.median(np.hypot(*(section - axis).T)) + result.prescription.clearance_mm
+                + 0.5 * result.prescription.thickness_mm)
+    cut = result.device.section(plane_origin=(0.0, 0.0, z), plane_normal=(0.0, 0.0, 1.0))
+    v = cut.vertices[:, :2] - axis
+    inner = v[np.hypot(*v.T) < mid_wall]
+    assert np.all(inner[:, 0] < 0), "the calf section lies behind the leg's axis"
+    # Angles measured from straight behind the axis, so the strip does not wrap.
+    angle = np.degrees(np.arctan2(inner[:, 1], -inner[:, 0]))
+    return float(np.ptp(angle)) / 360.0
+
+
+@pytest.mark.parametrize("z", [150.0, 210.0])
+def test_calf_section_is_the_posterior_half_or_a_third_for_a_leaf_spring(intake, z):
+    # DOMAIN.md: a solid AFO holds the posterior half of the leg; a leaf
+    # spring's calf section narrows to a strip of about a third.
+    afo = _design(intake, device="solid-afo", trimlines={"proximal_height_mm": 250.0})
+    spring = _design(intake, device="posterior-leaf-spring",
+                     trimlines={"proximal_height_mm": 250.0})
+    assert _calf_share(intake, afo, z) == pytest.approx(0.5, abs=0.06)
+    assert _calf_share(intake, spring, z) == pytest.approx(1 / 3, abs=0.05)
