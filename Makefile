@@ -11,8 +11,9 @@ OUT ?= out/demo
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/install-system-deps
+$(VENV)/.installed: pyproject.toml scripts/install-system-deps scripts/install-web service/web/package-lock.json
 	scripts/install-system-deps
+	scripts/install-web
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -21,8 +22,9 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 demo: setup
 	$(BIN)/orthofit design $(SAMPLE) -o $(OUT) --device solid-afo --case-ref demo-001
 
+# The database tests also run against a real PostgreSQL server, started here.
 test: setup
-	$(BIN)/python -m pytest
+	url=$$(scripts/start-postgres) && ORTHOFIT_TEST_POSTGRES_URL=$$url $(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python -m bench.bench_intake

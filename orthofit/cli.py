@@ -275,6 +275,70 @@ def _render_intake(data: dict[str, Any]) -> None:
         _out.print(f"[yellow]warning:[/yellow] {warning}")
 
 
+keys_app = typer.Typer(help="Create and revoke the review service's API keys "
+                             "(on the server machine).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option("--org", help="Organisation: a clinic or a lab.")],
+    role: Annotated[str, typer.Option("--role", help="orthotist, lab or admin.")],
+) -> None:
+    """Create a key; it is shown once, and stored only as its hash."""
+    from service.db import ROLES, connect
+    from service.keys import create_key
+    from service.settings import Settings
+
+    if role not in ROLES:
+        raise UsageError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with connect(settings.database_url)() as session:
+        try:
+            key, token = create_key(session, org, role)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    _out.print(f"{role} key for {org} (prefix {key.prefix}); shown once, store it now:")
+    _out.print(token, markup=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key, or the prefix shown when it was made.")],
+) -> None:
+    """Revoke a key at once."""
+    from service.db import connect
+    from service.keys import revoke_key
+    from service.settings import Settings
+
+    with connect(Settings.from_env().database_url)() as session:
+        try:
+            revoked = revoke_key(session, key)
+        except LookupError as exc:
+            raise UsageError(f"{exc}; list keys with the audit log or give the whole key") \
+                from None
+    _out.print(f"revoked key {revoked.prefix}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+) -> None:
+    """Run the review service (SQLite and a data folder by default; see the README)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings.from_env()
+    _out.print(f"orthofit review service on http://{host}:{port}  "
+               f"(data {settings.data_dir}, {settings.workers} design workers)")
+    _out.print("first key: orthofit keys create --org 'Your clinic' --role admin")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every error into its exit code and one line."""
     try:

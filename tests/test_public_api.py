@@ -10,8 +10,8 @@ import pytest
 import orthofit
 
 MODULES = ["anatomy", "checks", "clean", "cli", "crossings", "design", "errors", "frame",
-           "intake", "io", "normals", "params", "pipeline", "prescription", "preview", "shell",
-           "surface", "trimlines"]
+           "intake", "io", "normals", "params", "pipeline", "prescription", "preview", "scene",
+           "shell", "surface", "trimlines"]
 
 
 def test_exported_members():

@@ -1,0 +1,39 @@
+"""The service's settings, from the environment, with visible defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the service keeps its data and how it runs design jobs."""
+
+    data_dir: Path
+    database_url: str
+    # Largest scan upload (bytes); a dense 3M-point binary PLY is about 40 MB.
+    max_upload_bytes: int = 200 * 1024 * 1024
+    # Worker processes running design jobs at once (default: one per core).
+    workers: int = 2
+    # A job running longer than this is killed and counts as a failed attempt (s).
+    job_timeout_s: float = 600.0
+    # Attempts before a job that crashes or hangs its worker is marked failed.
+    max_attempts: int = 3
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("ORTHOFIT_DATA_DIR", "orthofit-data")).resolve()
+        url = env.get("ORTHOFIT_DATABASE_URL") or f"sqlite:///{data_dir / 'orthofit.db'}"
+        return cls(
+            data_dir=data_dir,
+            database_url=url,
+            max_upload_bytes=int(float(env.get("ORTHOFIT_MAX_UPLOAD_MB", "200")) * 1024 * 1024),
+            workers=int(env.get("ORTHOFIT_WORKERS", str(os.cpu_count() or 1))),
+            job_timeout_s=float(env.get("ORTHOFIT_JOB_TIMEOUT_S", "600")),
+            max_attempts=int(env.get("ORTHOFIT_MAX_ATTEMPTS", "3")),
+        )
