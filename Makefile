@@ -22,8 +22,10 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps scripts/install-w
 demo: setup
 	$(BIN)/orthofit design $(SAMPLE) -o $(OUT) --device solid-afo --case-ref demo-001
 
-# The database tests also run against a real PostgreSQL server, started here.
+# The tests also run against a real PostgreSQL server, started here, and a
+# real headless Chromium, both from Debian's packages.
 test: setup
+	scripts/install-test-deps
 	url=$$(scripts/start-postgres) && ORTHOFIT_TEST_POSTGRES_URL=$$url $(BIN)/python -m pytest
 
 bench: setup
