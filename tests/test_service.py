@@ -7,6 +7,7 @@ process, whose design jobs run in worker processes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -266,3 +267,46 @@ def test_keys_from_the_command_line(tmp_path, cli):
         assert client.get("/cases", headers=auth(key)).status_code == 401
     unknown = cli("keys", "revoke", "ofk_nothing", env=env)
     assert unknown.code == 2 and "no single key" in unknown.stderr
+
+
+def test_committed_openapi_schema_is_in_step(tmp_path):
+    # The OpenAPI schema is the service's contract: a change to it shows in review.
+    from tests.conftest import ROOT
+
+    app = create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'x.db'}"), run_jobs=False)
+    committed = json.loads((ROOT / "schemas" / "openapi.json").read_text())
+    assert committed == json.loads(json.dumps(app.openapi()))
+    for path in ("/cases", "/cases/{case_id}", "/cases/{case_id}/versions",
+                 "/cases/{case_id}/approve", "/cases/{case_id}/device.stl",
+                 "/cases/{case_id}/device.3mf", "/cases/{case_id}/job-sheet",
+                 "/cases/{case_id}/report.html", "/cases/{case_id}/review", "/healthz"):
+        assert path in committed["paths"], path
+
+
+def test_malformed_requests_get_4xx_not_5xx(service):
+    client, keys, _ = service
+    h = auth(keys["clinic"])
+    case_id = _submit(client, keys["clinic"]).json()["case_id"]
+    attempts = [
+        client.post("/cases", headers=h),
+        client.post("/cases", headers=h, data={"prescription": prescription()}),
+        client.post("/cases", headers=h, files={"scan": ("s.ply", b"")},
+                    data={"prescription": prescription()}),
+        client.post("/cases", headers=h, files={"scan": ("s.ply", b"ply\n")},
+                    data={"prescription": "[]"}),
+        client.post(f"/cases/{case_id}/approve", headers=h, content=b"{not json"),
+        client.post(f"/cases/{case_id}/approve", headers=h, json={"version": 0, "lab": ""}),
+        client.post(f"/cases/{case_id}/approve", headers=h, json={"version": 9, "lab": "x"}),
+        client.post(f"/cases/{case_id}/versions", headers=h, data={"prescription": "{"}),
+        client.get(f"/cases/{case_id}/device.stl", headers=h),
+        client.get(f"/cases/{case_id}/device.stl?version=abc", headers=h),
+        client.get(f"/cases/{case_id}/review.json?version=7", headers=h),
+        client.get(f"/cases/{case_id}/job-sheet", headers=h),
+        client.get("/cases/../../etc/passwd", headers=h),
+        client.get("/static/..%2Fapp.py"),
+        client.delete("/cases/nope", headers=h),
+        client.post("/admin/keys", headers=auth(keys["admin"]), json={"org": "", "role": "x"}),
+    ]
+    for r in attempts:
+        assert 400 <= r.status_code < 500, (r.request.method, r.request.url, r.status_code)
+        assert "detail" in r.json()
