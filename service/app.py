@@ -346,6 +346,17 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         audit(session, key, "revoke key", None, key_prefix=revoked.prefix)
         return {"prefix": revoked.prefix, "revoked": True}
 
+    @app.get("/admin/organisations")
+    def admin_organisations(key: Caller, session: DB) -> list[dict]:
+        need(key, "admin")
+        keys = list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+        return [{"name": org.name, "created_at": org.created_at.isoformat(),
+                 "keys": [{"prefix": k.prefix, "role": k.role,
+                           "created_at": k.created_at.isoformat(),
+                           "revoked": k.revoked_at is not None}
+                          for k in keys if k.org_id == org.id]}
+                for org in session.scalars(select(Organisation).order_by(Organisation.name))]
+
     @app.get("/admin/audit")
     def admin_audit(key: Caller, session: DB, case_id: str | None = None,
                     limit: int = 1000) -> list[dict]:

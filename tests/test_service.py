@@ -118,6 +118,10 @@ def test_admin_keys_and_revocation(service):
     assert client.delete(f"/admin/keys/{r.json()['prefix']}",
                          headers=auth(keys["admin"])).status_code == 200
     assert client.get("/cases", headers=auth(new)).status_code == 401
+    orgs = client.get("/admin/organisations", headers=auth(keys["admin"])).json()
+    clinic_c = next(o for o in orgs if o["name"] == "Clinic C")
+    assert clinic_c["keys"] == [{**clinic_c["keys"][0], "role": "orthotist", "revoked": True}]
+    assert client.get("/admin/organisations", headers=auth(keys["lab"])).status_code == 403
 
 
 def test_interrupted_jobs_resume_on_restart(tmp_path):
