@@ -179,6 +179,17 @@ def check(
 
 
 @app.command()
+def report(
+    outdir: Annotated[Path, typer.Argument(help="A design's output folder.")],
+) -> None:
+    """Rebuild the fit report (report.html) from a design's saved files."""
+    from .pipeline import rebuild_fit_report
+
+    path = rebuild_fit_report(outdir)
+    _out.print(f"wrote {path}")
+
+
+@app.command()
 def schema(
     name: Annotated[str, typer.Argument(help="Which schema: 'prescription'.")],
 ) -> None:

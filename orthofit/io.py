@@ -35,6 +35,7 @@ __all__ = [
     "stl_bytes",
     "threemf_bytes",
     "write_png",
+    "png_bytes",
     "read_mesh",
     "read_prescription_file",
     "write_json",
@@ -359,10 +360,19 @@ def _xml_attr(text: str) -> str:
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
     """Write an RGB image (h, w, 3) float in [0, 1] as PNG, with no metadata."""
+    Path(path).write_bytes(png_bytes(image))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An RGB image (h, w, 3) float in [0, 1] (or uint8) as PNG bytes, with no metadata."""
     from PIL import Image
 
-    pixels = np.clip(np.round(np.asarray(image) * 255), 0, 255).astype(np.uint8)
-    Image.fromarray(pixels, mode="RGB").save(path, format="PNG")
+    pixels = np.asarray(image)
+    if pixels.dtype != np.uint8:
+        pixels = np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8)
+    buffer = _io.BytesIO()
+    Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def read_mesh(path: str | Path) -> trimesh.Trimesh:

@@ -1,7 +1,7 @@
 """The clinic's workflow end to end, with I/O at its edges.
 
-This module owns the order of the big steps (intake now; shell and checks
-build on it) and where their results are written.  It reads the scan file,
+This module owns the order of the big steps (intake, then design and its fit
+report) and where their results are written.  It reads the scan file,
 hands numpy data to the steps, and writes each output atomically (a
 temporary file renamed into place), so an interrupted run never leaves a
 half-written file under a final name.
@@ -9,20 +9,29 @@ half-written file under a final name.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import trimesh
+
 from .design import DesignResult, run_design
+from .errors import ScanFileError
 from .intake import IntakeResult, Progress, run_intake
-from .io import dumps_json, read_scan, stl_bytes, threemf_bytes, write_limb_ply, write_png
+from .io import (dumps_json, read_limb_ply, read_mesh, read_scan, stl_bytes, threemf_bytes,
+                 write_limb_ply, write_png)
 from .params import IntakeOptions
 from .prescription import Prescription
 
-__all__ = ["inspect_file", "write_intake", "design_file", "write_design", "atomic_write"]
+__all__ = ["inspect_file", "write_intake", "design_file", "write_design", "write_fit_report",
+           "rebuild_fit_report", "atomic_write"]
 
 _BYTES_PER_MB = 1_000_000
+# What the fit report reads from report.json.
+_REPORT_KEYS = {"checks", "prescription", "landmarks", "measurements", "side", "trimlines",
+                "print", "passed", "versions"}
 _OUTPUT_MODE = 0o666
 
 
@@ -78,10 +87,52 @@ def write_design(outdir: str | Path, result: DesignResult) -> dict[str, Path]:
         threemf_bytes(device.vertices, device.faces, name=label)))
     atomic_write(outdir / "preview.png",
                  lambda tmp: write_png(tmp, render_views(result.intake.limb, device)))
+    text = dumps_json(result.to_json())
     atomic_write(outdir / "report.json",
-                 lambda tmp: Path(tmp).write_text(dumps_json(result.to_json()), encoding="utf-8"))
+                 lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    report = json.loads(text)
+    # The report shows the files as written (report.json, the STL, limb.ply), so that
+    # ``orthofit report`` rebuilds it exactly.
+    write_fit_report(outdir, read_limb_ply(outdir / "limb.ply")[0],
+                     read_mesh(outdir / "device.stl"), report)
     return {name: outdir / name for name in ("device.stl", "device.3mf", "limb.ply",
-                                             "intake.json", "report.json", "preview.png")}
+                                             "intake.json", "report.json", "preview.png",
+                                             "report.html")}
+
+
+def write_fit_report(outdir: str | Path, limb: trimesh.Trimesh, device: trimesh.Trimesh,
+                     report: dict) -> Path:
+    """Write ``report.html`` (the fit report) into ``outdir``."""
+    from .report import fit_figures, report_html
+
+    target = Path(outdir) / "report.html"
+    page = report_html(report, fit_figures(limb, device, report))
+    atomic_write(target, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    return target
+
+
+def rebuild_fit_report(outdir: str | Path) -> Path:
+    """Rebuild ``report.html`` from a design's saved files (device.stl, limb.ply, report.json).
+
+    Raises
+    ------
+    ScanFileError
+        When the folder does not hold a design's outputs.
+    """
+    outdir = Path(outdir)
+    missing = [n for n in ("device.stl", "limb.ply", "report.json") if not (outdir / n).is_file()]
+    if missing:
+        raise ScanFileError(f"{outdir} is not a design's output folder (no {', '.join(missing)});"
+                            " give the folder 'orthofit design -o' wrote")
+    try:
+        report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    except ValueError:
+        report = None
+    if not isinstance(report, dict) or not _REPORT_KEYS <= report.keys():
+        raise ScanFileError(f"{outdir / 'report.json'} is damaged or not a design report; "
+                            "design the device again")
+    limb, _ = read_limb_ply(outdir / "limb.ply")
+    return write_fit_report(outdir, limb, read_mesh(outdir / "device.stl"), report)
 
 
 def atomic_write(target: Path, write) -> None:

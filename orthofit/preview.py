@@ -13,7 +13,7 @@ import open3d as o3d
 import open3d.core as o3c
 import trimesh
 
-__all__ = ["VIEWS", "render_views"]
+__all__ = ["VIEWS", "render_views", "render_coloured", "marker_pixels"]
 
 #: (name, direction the camera looks along, camera up) in the device frame.
 VIEWS = (
@@ -32,17 +32,26 @@ _MARGIN = 0.06
 def render_views(limb: trimesh.Trimesh, device: trimesh.Trimesh, *, width: int = 1600,
                  height: int = 1000) -> np.ndarray:
     """An RGB image (height, width, 3) float in [0, 1]: the views side by side."""
+    return render_coloured([(limb, _COLOURS[0]), (device, _COLOURS[1])], VIEWS,
+                           width=width, height=height)
+
+
+def render_coloured(meshes: list[tuple[trimesh.Trimesh, np.ndarray]],
+                    views=VIEWS, *, width: int, height: int) -> np.ndarray:
+    """Views side by side of meshes coloured flat (3,) or per vertex (n, 3), RGB in [0, 1].
+
+    Per-vertex colours are interpolated across each triangle from the hit's
+    barycentric coordinates, then shaded by the surface's facing.
+    """
     scene = o3d.t.geometry.RaycastingScene()
     ids = []
-    for mesh in (limb, device):
+    for mesh, _ in meshes:
         ids.append(scene.add_triangles(o3c.Tensor(np.asarray(mesh.vertices, np.float32)),
                                        o3c.Tensor(np.asarray(mesh.faces, np.uint32))))
-    lo = np.minimum(limb.bounds[0], device.bounds[0])
-    hi = np.maximum(limb.bounds[1], device.bounds[1])
-    centre, radius = (lo + hi) / 2, np.linalg.norm(hi - lo) / 2 * (1 + _MARGIN)
-    tile = width // len(VIEWS)
-    panels = [_render(scene, ids, centre, radius, np.array(look), np.array(up), tile, height)
-              for _, look, up in VIEWS]
+    centre, radius = _framing([m for m, _ in meshes])
+    tile = width // len(views)
+    panels = [_render(scene, ids, meshes, _Camera(centre, radius, look, up, tile, height))
+              for _, look, up in views]
     image = np.concatenate(panels, axis=1)
     if image.shape[1] < width:
         pad = np.full((height, width - image.shape[1], 3), _BACKGROUND)
@@ -50,23 +59,82 @@ def render_views(limb: trimesh.Trimesh, device: trimesh.Trimesh, *, width: int =
     return image
 
 
-def _render(scene, ids, centre, radius, look, up, width, height) -> np.ndarray:
-    look = look / np.linalg.norm(look)
-    right = np.cross(look, up)
-    right /= np.linalg.norm(right)
-    true_up = np.cross(right, look)
-    scale = 2 * radius / min(width, height)
-    u = (np.arange(width) - width / 2) * scale
-    v = (height / 2 - np.arange(height)) * scale
-    uu, vv = np.meshgrid(u, v)
-    origins = centre - look * 2 * radius + uu[..., None] * right + vv[..., None] * true_up
-    rays = np.concatenate([origins, np.broadcast_to(look, origins.shape)], axis=-1)
+def marker_pixels(meshes: list[trimesh.Trimesh], points: np.ndarray, views=VIEWS, *,
+                  width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``points`` (n, 3) fall in :func:`render_coloured`'s image of ``meshes``.
+
+    Returns pixel columns and rows (views, n, 2), tiles offset, and whether
+    each point is in sight in each view (not hidden behind a surface).
+    """
+    scene = o3d.t.geometry.RaycastingScene()
+    for mesh in meshes:
+        scene.add_triangles(o3c.Tensor(np.asarray(mesh.vertices, np.float32)),
+                            o3c.Tensor(np.asarray(mesh.faces, np.uint32)))
+    centre, radius = _framing(meshes)
+    tile = width // len(views)
+    pixels, seen = [], []
+    for i, (_, look, up) in enumerate(views):
+        camera = _Camera(centre, radius, look, up, tile, height)
+        rel = np.asarray(points, dtype=float) - centre
+        col = rel @ camera.right / camera.scale + tile / 2 + i * tile
+        row = height / 2 - rel @ camera.up / camera.scale
+        origins = points - camera.look * (rel @ camera.look + 2 * radius)[:, None]
+        rays = np.hstack([origins, np.broadcast_to(camera.look, origins.shape)])
+        t = scene.cast_rays(o3c.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
+        depth = np.linalg.norm(points - origins, axis=1)
+        pixels.append(np.stack([col, row], axis=1))
+        seen.append(t >= depth - _MARKER_DEPTH_MM)
+    return np.array(pixels), np.array(seen)
+
+
+# A marker counts as in sight when no surface lies more than this in front of it (mm).
+_MARKER_DEPTH_MM = 3.0
+
+
+def _framing(meshes: list[trimesh.Trimesh]) -> tuple[np.ndarray, float]:
+    lo = np.min([m.bounds[0] for m in meshes], axis=0)
+    hi = np.max([m.bounds[1] for m in meshes], axis=0)
+    return (lo + hi) / 2, float(np.linalg.norm(hi - lo) / 2 * (1 + _MARGIN))
+
+
+class _Camera:
+    """An orthographic camera looking along ``look`` at ``centre``, ``radius`` in view."""
+
+    def __init__(self, centre, radius, look, up, width, height):
+        self.look = np.asarray(look, dtype=float) / np.linalg.norm(look)
+        self.right = np.cross(self.look, up)
+        self.right /= np.linalg.norm(self.right)
+        self.up = np.cross(self.right, self.look)
+        self.scale = 2 * radius / min(width, height)
+        self.centre, self.radius, self.width, self.height = centre, radius, width, height
+
+    def rays(self) -> np.ndarray:
+        u = (np.arange(self.width) - self.width / 2) * self.scale
+        v = (self.height / 2 - np.arange(self.height)) * self.scale
+        uu, vv = np.meshgrid(u, v)
+        origins = (self.centre - self.look * 2 * self.radius + uu[..., None] * self.right
+                   + vv[..., None] * self.up)
+        return np.concatenate([origins, np.broadcast_to(self.look, origins.shape)], axis=-1)
+
+
+def _render(scene, ids, meshes, camera: _Camera) -> np.ndarray:
+    look, width, height = camera.look, camera.width, camera.height
+    rays = camera.rays()
     hit = scene.cast_rays(o3c.Tensor(rays.reshape(-1, 6).astype(np.float32)))
-    geometry = hit["geometry_ids"].numpy().reshape(height, width)
-    normals = hit["primitive_normals"].numpy().reshape(height, width, 3)
+    geometry = hit["geometry_ids"].numpy().reshape(-1)
+    normals = hit["primitive_normals"].numpy().reshape(-1, 3)
+    primitive = hit["primitive_ids"].numpy().reshape(-1)
+    uv = hit["primitive_uvs"].numpy().reshape(-1, 2)
     shade = _LIGHT_AMBIENT + (1 - _LIGHT_AMBIENT) * np.abs(normals @ look)
-    image = np.full((height, width, 3), _BACKGROUND)
-    for index, geometry_id in enumerate(ids):
+    image = np.full((height * width, 3), _BACKGROUND)
+    for geometry_id, (mesh, colour) in zip(ids, meshes):
         mask = geometry == geometry_id
-        image[mask] = shade[mask, None] * _COLOURS[index]
-    return image
+        colour = np.asarray(colour, dtype=float)
+        if colour.ndim == 1:
+            rgb = np.broadcast_to(colour, (int(mask.sum()), 3))
+        else:
+            corners = colour[np.asarray(mesh.faces)[primitive[mask]]]  # (k, 3, 3)
+            a, b = uv[mask, 0:1], uv[mask, 1:2]
+            rgb = (1 - a - b) * corners[:, 0] + a * corners[:, 1] + b * corners[:, 2]
+        image[mask] = shade[mask, None] * rgb
+    return image.reshape(height, width, 3)

@@ -19,7 +19,8 @@ import trimesh
 
 from .shell import LimbDistance
 
-__all__ = ["CLEARANCE_SPAN_MM", "clearance_stops", "clearance_colours", "review_glb"]
+__all__ = ["CLEARANCE_SPAN_MM", "clearance_stops", "clearance_colours", "scale_colours",
+           "review_glb"]
 
 #: Above the prescribed clearance by this much (mm) the device is all blue.
 CLEARANCE_SPAN_MM = 4.0
@@ -69,10 +70,18 @@ def clearance_colours(distance_mm: np.ndarray, clearance_mm: float) -> np.ndarra
     >>> clearance_colours(np.array([-1.0, 6.0]), 2.0).round(3).tolist()
     [[0.843, 0.188, 0.122], [0.129, 0.4, 0.675]]
     """
-    stops = clearance_stops(clearance_mm)
+    return scale_colours(distance_mm, clearance_stops(clearance_mm))
+
+
+def scale_colours(values: np.ndarray, stops: list[tuple[float, str]]) -> np.ndarray:
+    """sRGB colours (n, 3) in [0, 1] for values on a scale of (value, ``#rrggbb``) stops.
+
+    >>> scale_colours(np.array([0.5]), [(0.0, "#000000"), (1.0, "#ffffff")]).tolist()
+    [[0.5, 0.5, 0.5]]
+    """
     at = np.array([mm for mm, _ in stops])
     rgb = np.array([_hex_to_rgb(c) for _, c in stops])
-    d = np.asarray(distance_mm, dtype=np.float64)
+    d = np.asarray(values, dtype=np.float64)
     return np.stack([np.interp(d, at, rgb[:, k]) for k in range(3)], axis=1)
 
 
