@@ -24,7 +24,7 @@ from scipy.spatial.transform import Rotation
 
 from .crossings import crossing_points
 from .prescription import Material, Printer
-from .shell import LimbDistance
+from .shell import Field, LimbDistance
 
 __all__ = ["CheckParams", "run_checks", "solid_checks", "wall_thickness", "clearance",
            "printer_fit"]
@@ -91,10 +91,13 @@ class _Samples:
 
     @classmethod
     def of(cls, shell: trimesh.Trimesh, distance: LimbDistance, *, clearance: float,
-           thickness: float, seed: int, params: CheckParams) -> "_Samples":
+           thickness: float, seed: int, params: CheckParams,
+           extra: Field | None = None) -> "_Samples":
         points, _ = trimesh.sample.sample_surface(shell, params.samples,
                                                   seed=np.random.default_rng(seed))
-        d = distance(points)
+        # Distance beyond the prescribed extra clearance (reliefs, growth), so
+        # that the clearance compares with its own prescription everywhere.
+        d = distance(points) - (extra(points) if extra is not None else 0.0)
         # The rim (trim edges) crosses the wall: its points lie between the
         # inner face (d = clearance) and the outer one (d = clearance + thickness).
         low, high = (clearance + share * thickness for share in _RIM_BAND)
@@ -109,15 +112,15 @@ _RIM_BAND = (0.25, 0.75)
 
 
 def wall_thickness(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance: float,
-                   thickness: float, seed: int = 0,
-                   params: CheckParams = CheckParams()) -> np.ndarray:
+                   thickness: float, seed: int = 0, params: CheckParams = CheckParams(),
+                   extra: Field | None = None) -> np.ndarray:
     """Wall thickness (mm) at points of the shell's outer surface, by inward rays.
 
     From outer-surface points away from the trim edges, rays run towards the
     skin (down the limb's distance gradient) to the wall's inner face.
     """
     s = _Samples.of(shell, distance, clearance=clearance, thickness=thickness, seed=seed,
-                    params=params)
+                    params=params, extra=extra)
     outer = (s.distance > clearance + _RIM_BAND[1] * thickness) & (
         s.to_rim > params.contact_edge_thicknesses * thickness)
     inward = -_limb_direction(distance, s.points[outer])
@@ -127,8 +130,9 @@ def wall_thickness(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance:
     # The wall's inner face faces the skin, along the ray, and lies nearer the
     # skin than the wall's middle; a hit on a face turned the other way, or on
     # the far side of a crease of the outer surface, is not the wall.
+    beyond = distance(where) - (extra(where) if extra is not None else 0.0)
     inner_face = (np.einsum("ij,ij->i", shell.face_normals[tri], inward[ray]) > 0) & (
-        distance(where) < clearance + thickness / 2)
+        beyond < clearance + thickness / 2)
     travelled = np.linalg.norm(where - origin[ray], axis=1) + params.ray_offset_mm
     out = np.full(outer.sum(), np.inf)
     np.minimum.at(out, ray[inner_face], travelled[inner_face])
@@ -136,15 +140,18 @@ def wall_thickness(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance:
 
 
 def clearance(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance: float,
-              thickness: float, seed: int = 0,
-              params: CheckParams = CheckParams()) -> tuple[np.ndarray, float]:
+              thickness: float, seed: int = 0, params: CheckParams = CheckParams(),
+              extra: Field | None = None) -> tuple[np.ndarray, float]:
     """Distance (mm) from the inner surface to the limb over the contact region.
+
+    With ``extra`` (reliefs, growth), the distance beyond the extra clearance
+    prescribed at each point, so it compares with the plain clearance.
 
     Returns the distances and the share of inner-surface points excluded for
     lying within ``contact_edge_thicknesses`` thicknesses of a trim edge.
     """
     s = _Samples.of(shell, distance, clearance=clearance, thickness=thickness, seed=seed + 1,
-                    params=params)
+                    params=params, extra=extra)
     inner = s.distance <= clearance + _RIM_BAND[0] * thickness
     contact = s.to_rim[inner] > params.contact_edge_thicknesses * thickness
     excluded = 1.0 - contact.mean() if contact.size else 1.0
@@ -245,13 +252,17 @@ def _orientation_grid(step_deg: int = 5) -> tuple[np.ndarray, np.ndarray]:
 def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearance_mm: float,
                thickness_mm: float, material: Material, printer: Printer,
                lay_shank_flat: bool = False, seed: int = 0,
-               params: CheckParams = CheckParams()) -> dict[str, dict]:
-    """The whole check table for a device (and, with ``limb``, its fit)."""
+               params: CheckParams = CheckParams(),
+               extra: Field | None = None) -> dict[str, dict]:
+    """The whole check table for a device (and, with ``limb``, its fit).
+
+    ``extra`` is the prescribed extra clearance (reliefs, growth) over space.
+    """
     checks = solid_checks(shell, params)
     if limb is not None:
         distance = LimbDistance(limb)
         walls = wall_thickness(shell, distance, clearance=clearance_mm, thickness=thickness_mm,
-                               seed=seed, params=params)
+                               seed=seed, params=params, extra=extra)
         if len(walls):
             p5, median = np.percentile(walls, [5, 50])
             checks["wall_thickness"] = _check(
@@ -261,7 +272,7 @@ def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearanc
                 p5 >= params.thickness_p5_share * thickness_mm
                 and walls.min() >= material.printable_min_wall_mm)
         gaps, excluded = clearance(shell, distance, clearance=clearance_mm,
-                                   thickness=thickness_mm, seed=seed, params=params)
+                                   thickness=thickness_mm, seed=seed, params=params, extra=extra)
         if len(gaps):
             median = float(np.median(gaps))
             checks["clearance"] = _check(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import trimesh
 
 from .checks import run_checks
+from .corrections import extra_clearance
 from .errors import CannotServeError
 from .intake import IntakeResult, Progress, round_point
 from .prescription import Prescription
@@ -46,6 +47,8 @@ class DesignResult:
     trimlines: dict[str, Any]
     checks: dict[str, dict]
     timings_s: dict[str, float]
+    #: What the corrections applied (reliefs with their centres, growth, mirror).
+    corrections: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -59,6 +62,7 @@ class DesignResult:
         data["landmark_overrides"] = sorted(self.prescription.landmark_overrides)
         data["prescription"] = self.prescription.model_dump(mode="json")
         data["trimlines"] = self.trimlines
+        data["corrections"] = self.corrections
         data["checks"] = self.checks
         data["passed"] = self.passed
         fit = self.checks.get("fits_printer", {})
@@ -111,15 +115,26 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     if landmarks["heel"] is None or landmarks["toe_tip"] is None:
         raise CannotServeError("the scan gives no foot landmarks; scan the foot again")
     trim = device_trim(rx, landmarks, intake.limb, intake.top_z)
+    extra = extra_clearance(rx, landmarks, intake.limb)
+    corrections = {**extra.applied, "growth_length_mm": rx.corrections.growth_length_mm,
+                   "mirror": rx.corrections.mirror}
+    if rx.corrections.mirror:
+        corrections["scanned_side"] = _OTHER_SIDE[intake.side.value]
     done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
     device = build_shell(intake.limb, trim, clearance=rx.clearance_mm,
-                         thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm)
+                         thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,
+                         extra=extra if extra.parts else None, extra_most=extra.most_mm)
     done("shell", f"{len(device.faces):,} triangles")
     checks = run_checks(device, intake.limb, clearance_mm=rx.clearance_mm,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,
                         printer=rx.printer_spec,
-                        lay_shank_flat=rx.device == "posterior-leaf-spring", seed=rx.scan.seed)
+                        lay_shank_flat=rx.device == "posterior-leaf-spring", seed=rx.scan.seed,
+                        extra=extra if extra.parts else None)
     failed = [name for name, check in checks.items() if not check["passed"]]
     done("checks", "all passed" if not failed else f"failed: {', '.join(failed)}")
     return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,
-                        trimlines=trim.summary, checks=checks, timings_s=timings)
+                        trimlines=trim.summary, checks=checks, timings_s=timings,
+                        corrections=corrections)
+
+
+_OTHER_SIDE = {"left": "right", "right": "left"}

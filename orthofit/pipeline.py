@@ -17,6 +17,7 @@ from pathlib import Path
 
 import trimesh
 
+from .corrections import mirror_scan
 from .design import DesignResult, run_design
 from .errors import ScanFileError
 from .intake import IntakeResult, Progress, run_intake
@@ -62,9 +63,25 @@ def write_intake(outdir: str | Path, result: IntakeResult) -> None:
 
 def design_file(path: str | Path, rx: Prescription, *,
                 progress: Progress | None = None) -> DesignResult:
-    """Read a scan, run intake with the prescription's scan options, design the device."""
-    intake = inspect_file(path, rx.scan, progress=progress)
+    """Read a scan, run intake with the prescription's scan options, design the device.
+
+    With ``corrections.mirror`` the scan is mirrored first, and the device is
+    for the other side than the one scanned (a given ``scan.side`` is the
+    scanned side).
+    """
+    if not rx.corrections.mirror:
+        intake = inspect_file(path, rx.scan, progress=progress)
+        return run_design(intake, rx, progress=progress)
+    started = time.perf_counter()
+    raw = mirror_scan(read_scan(path, max_bytes=int(rx.scan.max_file_mb * _BYTES_PER_MB)))
+    options = rx.scan
+    if options.side != "auto":
+        options = options.model_copy(update={"side": _OTHER_SIDE[options.side]})
+    intake = run_intake(raw, options, progress=progress, started=started)
     return run_design(intake, rx, progress=progress)
+
+
+_OTHER_SIDE = {"left": "right", "right": "left"}
 
 
 def write_design(outdir: str | Path, result: DesignResult) -> dict[str, Path]:

@@ -26,6 +26,8 @@ __all__ = [
     "ScanSpec",
     "Trimlines",
     "Prescription",
+    "Relief",
+    "Corrections",
     "prescription_schema",
 ]
 
@@ -115,6 +117,38 @@ class Trimlines(BaseModel):
     edge_flare_mm: float = Field(default=2.0, ge=0.0, le=8.0)
 
 
+ReliefSite = Literal["medial_malleolus", "lateral_malleolus", "navicular", "mt5_base"]
+
+
+class Relief(BaseModel):
+    """Extra clearance over a bony prominence: ``depth_mm`` at the landmark, easing to 0."""
+
+    model_config = _STRICT
+    at: ReliefSite
+    # Malleolar relief (the bubble over the ankle bumps): 3-6 mm [typ].
+    depth_mm: float = Field(default=4.0, gt=0.0, le=8.0)
+    # Radius over which the relief eases back to the plain clearance; a
+    # malleolus is about 25-30 mm across [eng].
+    radius_mm: float = Field(default=20.0, ge=8.0, le=40.0)
+
+
+class Corrections(BaseModel):
+    """Clinical corrections of the plain offset shell, tied to landmarks."""
+
+    model_config = _STRICT
+    # None takes the device's preset: both malleoli relieved for AFOs, leaf
+    # springs and SMOs, nothing for foot orthoses; [] relieves nothing.
+    reliefs: list[Relief] | None = None
+    # Growth allowance for children: the footplate this much longer, and the
+    # foot's section this much wider (split between the sides) [typ: 5-10 mm].
+    growth_length_mm: float = Field(default=0.0, ge=0.0, le=25.0)
+    growth_width_mm: float = Field(default=0.0, ge=0.0, le=12.0)
+    # Design for the other side from a mirrored scan (only one limb scanned).
+    mirror: bool = False
+
+
+_MALLEOLI = [Relief(at="medial_malleolus"), Relief(at="lateral_malleolus")]
+
 #: Per-device presets for what the prescription leaves as None.
 DEVICE_PRESETS: dict[str, dict[str, object]] = {
     "solid-afo": {"anterior_offset_mm": 12.0, "footplate": "full"},
@@ -161,6 +195,7 @@ class Prescription(BaseModel):
     # Landmarks in the device frame (mm) that replace the detected ones.
     landmark_overrides: dict[LandmarkName, tuple[float, float, float]] = Field(
         default_factory=dict)
+    corrections: Corrections = Corrections()
 
     @model_validator(mode="after")
     def _fill_presets(self) -> "Prescription":
@@ -170,6 +205,10 @@ class Prescription(BaseModel):
         filled = {k: v for k, v in preset.items() if getattr(self.trimlines, k) is None}
         if filled:
             object.__setattr__(self, "trimlines", self.trimlines.model_copy(update=filled))
+        if self.corrections.reliefs is None:
+            reliefs = [] if self.device == "foot-orthosis" else list(_MALLEOLI)
+            object.__setattr__(self, "corrections",
+                               self.corrections.model_copy(update={"reliefs": reliefs}))
         if self.printer == "custom":
             if self.build_volume_mm is None or min(self.build_volume_mm) <= 0:
                 raise ValueError("printer 'custom' needs build_volume_mm: three positive "

@@ -146,7 +146,8 @@ def _smooth_max(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
 
 
 def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickness: float,
-                flare: float, params: ShellParams = ShellParams()) -> trimesh.Trimesh:
+                flare: float, extra: Field | None = None, extra_most: float = 0.0,
+                params: ShellParams = ShellParams()) -> trimesh.Trimesh:
     """The device's solid: one watertight, consistently wound mesh in mm.
 
     Parameters
@@ -157,6 +158,7 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     clearance : gap between skin and the wall's inner face, mm
     thickness : wall thickness, mm
     flare : extra clearance reached at a trim edge, mm
+    extra : field of extra clearance (reliefs, growth), mm, at most ``extra_most``
 
     Raises
     ------
@@ -164,7 +166,7 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
         When the trimlines leave no shell.
     """
     step = params.grid_mm
-    reach = clearance + thickness + flare + params.band_margin_mm
+    reach = clearance + extra_most + thickness + flare + params.band_margin_mm
     distance = LimbDistance(limb)
     # Nodes near the wall: the limb's vertices and face centres stepped out
     # along their normals through the wall's depth, voxelised, dilated.
@@ -194,6 +196,8 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     # Clearance opens towards the trim edges (edge flare).
     opening = flare * np.clip(1.0 + t / params.flare_reach_mm, 0.0, 1.0) ** 2
     inner = clearance + opening
+    if extra is not None:
+        inner = inner + extra(nodes)
     wall = np.maximum(inner - d, d - (inner + thickness))
     if plate is not None:
         # The plate stays outside the clearance, like the wall it joins.

@@ -183,6 +183,17 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     solid[:, :, below_floor] = True
     enclosed = ndimage.binary_fill_holes(solid) & ~solid
     volume[enclosed] = -step
+    # Tunnels are limb too: where the field's sign wavers in a tight crease
+    # (behind the heel, between foot and leg) it can leave a handle through
+    # the limb, but no cross-section of a foot and leg, along any axis, has a
+    # hole.  Holes are filled slice by slice along x, y and z, twice over.
+    inside = volume < 0
+    solid = inside.copy()
+    for axis in (0, 1, 2) * 2:
+        plane = np.ones((3, 3, 3), dtype=bool)
+        np.moveaxis(plane, axis, 0)[[0, 2]] = False
+        solid = ndimage.binary_fill_holes(solid, structure=plane)
+    volume[solid & ~inside] = -step
     # The grid's outer faces are outside, whatever the field says.
     for axis in range(3):
         np.moveaxis(volume, axis, 0)[[0, -1]] = coarse

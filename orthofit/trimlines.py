@@ -133,7 +133,8 @@ def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
     end_x = _footplate_end(rx, lm, params)
     trim.summary["footplate"] = rx.trimlines.footplate
     trim.summary["footplate_end_x_mm"] = round(end_x, 3)
-    if rx.trimlines.footplate == "toe-extension":
+    if end_x > float(toe[0]) + rx.clearance_mm + 1e-6:
+        # A toe extension, or growth room beyond a full footplate: a toe plate.
         _toe_plate(rx, lm, end_x, trim)
     if rx.device == "foot-orthosis":
         trim._parts.append(_foot_orthosis(rx, lm, end_x, foot_length, params, trim.summary))
@@ -174,6 +175,11 @@ def _afo_proximal(rx: Prescription, lm: dict, top_z: float, params: TrimParams) 
 
 
 def _footplate_end(rx: Prescription, lm: dict, params: TrimParams) -> float:
+    """Where the footplate ends (x, mm), the growth allowance's length included."""
+    return _footplate_end_as_fitted(rx, lm, params) + rx.corrections.growth_length_mm
+
+
+def _footplate_end_as_fitted(rx: Prescription, lm: dict, params: TrimParams) -> float:
     kind = rx.trimlines.footplate
     if kind == "three-quarter":
         return float(min(lm["mth1"][0], lm["mth5"][0])) - params.three_quarter_gap_mm

@@ -1,0 +1,111 @@
+"""Clinical corrections (issue #5) against known answers on an analytic limb.
+
+Each correction is measured on the designed shell, apart from the code that
+applied it: a relief by casting a ray from its centre along the analytic
+malleolus's own normal to the shell, growth by the footplate's and the foot
+section's extent, mirroring by comparing with the unmirrored design.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from orthofit import IntakeOptions, RawScan, run_intake
+from orthofit.design import run_design
+from orthofit.pipeline import design_file
+from orthofit.prescription import Prescription
+from tests.analytic import AnalyticLimb, scan_points
+from tests.conftest import write_ply_points
+
+LIMB = AnalyticLimb(side="left")
+
+
+@pytest.fixture(scope="module")
+def scanned():
+    points, to_scan = scan_points(LIMB, seed=21)
+    intake = run_intake(RawScan(points, None, "xyz", "0" * 64), IntakeOptions(side="left"))
+    # Analytic (limb frame) to device frame.
+    return intake, intake.scan_to_device @ to_scan
+
+
+def _gap_along(device: trimesh.Trimesh, origin: np.ndarray, direction: np.ndarray) -> float:
+    hits, _, _ = device.ray.intersects_location([origin], [direction])
+    return float(np.min(np.linalg.norm(hits - origin, axis=1)))
+
+
+def _to_device(transform: np.ndarray, point: np.ndarray) -> np.ndarray:
+    return transform[:3, :3] @ point + transform[:3, 3]
+
+
+def test_relief_adds_its_depth_at_its_centre(scanned):
+    intake, to_device = scanned
+    trim = {"proximal_height_mm": 250.0}
+    plain = run_design(intake, Prescription(device="solid-afo", trimlines=trim,
+                                            corrections={"reliefs": []}))
+    relieved = run_design(intake, Prescription(
+        device="solid-afo", trimlines=trim,
+        corrections={"reliefs": [{"at": "lateral_malleolus", "depth_mm": 4.0,
+                                  "radius_mm": 20.0}]}))
+    applied = relieved.corrections["reliefs"]
+    assert [r["at"] for r in applied] == ["lateral_malleolus"]
+    centre = np.asarray(applied[0]["centre_mm"])
+    # The analytic malleolus sphere's outward normal through the relief's centre.
+    sphere = _to_device(to_device, LIMB.malleolus_centres()[1])
+    normal = (centre - sphere) / np.linalg.norm(centre - sphere)
+    extra = _gap_along(relieved.device, centre, normal) - _gap_along(plain.device, centre, normal)
+    assert extra == pytest.approx(4.0, abs=0.3)
+    assert relieved.passed, {k: v for k, v in relieved.checks.items() if not v["passed"]}
+
+
+def test_afo_relieves_both_malleoli_by_default_and_a_foot_orthosis_none():
+    assert [r.at for r in Prescription(device="solid-afo").corrections.reliefs] == [
+        "medial_malleolus", "lateral_malleolus"]
+    assert Prescription(device="foot-orthosis").corrections.reliefs == []
+
+
+def test_growth_length_lengthens_the_footplate(scanned):
+    intake, _ = scanned
+    ends = []
+    for growth in (0.0, 10.0):
+        result = run_design(intake, Prescription(
+            device="solid-afo", trimlines={"proximal_height_mm": 250.0},
+            corrections={"growth_length_mm": growth}))
+        v = result.device.vertices
+        # The footplate's front end, measured on its underside.
+        ends.append(v[v[:, 2] < -result.prescription.clearance_mm - 1.0][:, 0].max())
+        assert result.passed, {k: v for k, v in result.checks.items() if not v["passed"]}
+    assert ends[1] - ends[0] == pytest.approx(10.0, abs=1.0)
+
+
+def test_growth_width_widens_the_foot_section(scanned):
+    intake, to_device = scanned
+    widths = []
+    x = 0.55 * LIMB.foot_length  # across the forefoot
+    for growth in (0.0, 8.0):
+        result = run_design(intake, Prescription(
+            device="solid-afo", trimlines={"proximal_height_mm": 250.0},
+            corrections={"reliefs": [], "growth_width_mm": growth}))
+        # From the middle of the foot outwards on both sides, to the wall's inner face.
+        inside = _to_device(to_device, np.array([x, 0.0, 15.0]))
+        widths.append(_gap_along(result.device, inside, np.array([0.0, 1.0, 0.0]))
+                      + _gap_along(result.device, inside, np.array([0.0, -1.0, 0.0])))
+    assert widths[1] - widths[0] == pytest.approx(8.0, abs=0.6)
+
+
+def test_mirror_designs_the_other_side(tmp_path):
+    points, _ = scan_points(LIMB, seed=5)
+    scan = write_ply_points(tmp_path / "left.ply", points)
+    rx = {"device": "smo", "scan": {"side": "left"}}
+    left = design_file(scan, Prescription(**rx))
+    right = design_file(scan, Prescription(**rx, corrections={"mirror": True}))
+    assert left.intake.side.value == "left" and right.intake.side.value == "right"
+    assert right.corrections["mirror"] and right.corrections["scanned_side"] == "left"
+    # The right device is the left one mirrored across the foot's mid-plane.
+    lo, hi = left.device.bounds, right.device.bounds
+    assert hi[0, 0] == pytest.approx(lo[0, 0], abs=1.5)
+    assert hi[1, 0] == pytest.approx(lo[1, 0], abs=1.5)
+    assert hi[1, 1] == pytest.approx(-lo[0, 1], abs=1.5)
+    assert hi[0, 1] == pytest.approx(-lo[1, 1], abs=1.5)
+    assert right.device.volume == pytest.approx(left.device.volume, rel=0.02)
