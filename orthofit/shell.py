@@ -166,15 +166,20 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
         When the trimlines leave no shell.
     """
     step = params.grid_mm
-    reach = clearance + extra_most + thickness + flare + params.band_margin_mm
+    reach = clearance + thickness + flare + params.band_margin_mm
     distance = LimbDistance(limb)
     # Nodes near the wall: the limb's vertices and face centres stepped out
     # along their normals through the wall's depth, voxelised, dilated.
     inner = max(clearance - params.band_margin_mm, 0.0)
     seeds = np.vstack([limb.vertices, limb.triangles_center])
     normals = np.vstack([limb.vertex_normals, limb.face_normals])
-    offsets = np.arange(inner, reach + step / 2, step / params.band_probes_per_cell)
-    probes = (seeds[:, None, :] + normals[:, None, :] * offsets[None, :, None]).reshape(-1, 3)
+    offsets = np.arange(inner, reach + extra_most + step / 2, step / params.band_probes_per_cell)
+    probes = seeds[:, None, :] + normals[:, None, :] * offsets[None, :, None]
+    if extra is not None and extra_most > 0:
+        # Only where the corrections add clearance does the wall reach further out.
+        further = extra(seeds)
+        probes = probes[offsets[None, :] <= reach + further[:, None] + step]
+    probes = probes.reshape(-1, 3)
     plate, plate_box = getattr(trim, "plate", None), getattr(trim, "plate_box", None)
     if plate_box is not None:
         lo_p, hi_p = plate_box[0] - params.band_margin_mm, plate_box[1] + params.band_margin_mm
