@@ -29,6 +29,7 @@ __all__ = [
     "find_foot",
     "detect_side",
     "measure",
+    "shank_axis",
 ]
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ def _ankle_column(points: np.ndarray, fl: float, params: AnatomyParams,
 
     ``axis`` is (point, direction) from :func:`_shank_axis`, found here if not given.
     """
-    axis_point, axis_dir = _shank_axis(points, fl, params) if axis is None else axis
+    axis_point, axis_dir = shank_axis(points, fl, params) if axis is None else axis
     if axis_point is None:
         return None
     z = points[:, 2]
@@ -328,7 +329,7 @@ def _cap_centre(column: np.ndarray, direction: float, bin_index: int, reach: flo
     return apex
 
 
-def _shank_axis(points: np.ndarray, fl: float, params: AnatomyParams
+def shank_axis(points: np.ndarray, fl: float, params: AnatomyParams
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """A point on and the upward direction of the leg's axis, from sections above the ankle."""
     z = points[:, 2]
@@ -367,7 +368,7 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     verts = np.asarray(mesh.vertices)
     z = verts[:, 2]
     medial = 1.0 if side == "right" else -1.0
-    axis = _shank_axis(verts, fl, params)
+    axis = shank_axis(verts, fl, params)
     lm: dict[str, np.ndarray | None] = dict.fromkeys(LANDMARKS)
     ms: dict[str, float | None] = dict.fromkeys(MEASUREMENTS)
 

@@ -1,8 +1,10 @@
 """Clinical corrections of the plain offset shell, as fields over space.
 
 This module owns what the prescription's ``corrections`` do to the shape:
-reliefs (extra clearance over a bony prominence, ``depth`` at the landmark
-easing smoothly to nothing at ``radius``), the growth allowance's extra width
+the ankle angle (the shank turned about the malleolar axis, blended over the
+ankle, the foot left on the floor), reliefs (extra clearance over a bony
+prominence, ``depth`` at the landmark easing smoothly to nothing at
+``radius``), the growth allowance's extra width
 (extra clearance on the foot's sides, below the ankle) and mirroring a scan
 for the other side.  The growth allowance's extra length moves the footplate's
 end (``orthofit.trimlines``).  Fields take points (n, 3) in mm in the device
@@ -23,7 +25,8 @@ from .errors import CannotServeError
 from .io import RawScan
 from .prescription import Prescription
 
-__all__ = ["ExtraClearance", "extra_clearance", "mirror_scan"]
+__all__ = ["ExtraClearance", "extra_clearance", "mirror_scan", "sagittal_angle",
+           "AnkleCorrection", "correct_ankle"]
 
 # The growth allowance's width fades out over this height above the ankle
 # centre, and across the foot from this share of its half-width to the sides [eng].
@@ -148,3 +151,93 @@ def mirror_scan(raw: RawScan) -> RawScan:
     points[:, 0] = -points[:, 0]
     faces = None if raw.faces is None else np.asarray(raw.faces)[:, ::-1].copy()
     return RawScan(points, faces, raw.format, raw.sha256)
+
+
+def sagittal_angle(direction: np.ndarray) -> float:
+    """The angle (deg) of an upward shank direction to +x in the sagittal (x-z) plane.
+
+    >>> round(sagittal_angle(np.array([0.0, 0.3, 1.0])), 3)
+    90.0
+    """
+    return float(np.degrees(np.arctan2(direction[2], direction[0])))
+
+
+@dataclass
+class AnkleCorrection:
+    """The limb and landmarks with the ankle at the prescribed angle, and the report."""
+
+    limb: trimesh.Trimesh
+    landmarks: dict[str, np.ndarray | None]
+    applied: dict[str, Any]
+
+
+# The turn blends in over this height either side of the ankle centre (mm) [eng]:
+# the heel and the foot stay, the shank above turns whole.
+_ANKLE_BLEND_MM = 30.0
+# Measure-and-correct rounds of the turn; each takes the error down severalfold.
+_ANKLE_ROUNDS = 6
+
+
+def correct_ankle(limb: trimesh.Trimesh, landmarks: dict[str, np.ndarray | None],
+                  target_deg: float, shank: Callable[[np.ndarray], np.ndarray]
+                  ) -> AnkleCorrection:
+    """Turn the shank about the malleolar axis until its sagittal angle is ``target_deg``.
+
+    ``shank`` gives the shank's upward direction from limb vertices.  Points
+    below the ankle centre by more than the blend stay put (the footplate
+    stays on z = 0); points above it by more turn whole; between, the turn
+    eases in.  The turn is found by measuring again and correcting, since
+    the malleolar axis need not be square to the sagittal plane.
+
+    Raises
+    ------
+    CannotServeError
+        When the scan has no malleoli or leg to turn.
+    """
+    medial, lateral = landmarks.get("medial_malleolus"), landmarks.get("lateral_malleolus")
+    if medial is None or lateral is None or landmarks.get("calf") is None:
+        raise CannotServeError("corrections.ankle_angle_deg turns the shank about the "
+                               "malleoli, and this scan shows no leg above them; scan up to "
+                               "below the knee, or drop the ankle angle")
+    centre = 0.5 * (np.asarray(medial) + np.asarray(lateral))
+    axis = np.asarray(medial) - np.asarray(lateral)
+    axis = axis / np.linalg.norm(axis)
+    vertices = np.asarray(limb.vertices, dtype=float)
+    scanned = sagittal_angle(shank(vertices))
+    turn, turned = 0.0, vertices
+    for _ in range(_ANKLE_ROUNDS):
+        turned = _turn(vertices, centre, axis, turn)
+        measured = sagittal_angle(shank(turned))
+        if abs(measured - target_deg) < 0.05:
+            break
+        # Turning about the malleolar axis by +a tips the shank by about -a or
+        # +a in the sagittal plane, as the axis points medially or laterally.
+        sign = -1.0 if axis[1] > 0 else 1.0
+        turn += sign * (target_deg - measured)
+    out = trimesh.Trimesh(turned, np.asarray(limb.faces), process=False)
+    moved = {name: None if p is None else _turn(np.asarray(p, float)[None], centre, axis,
+                                                  turn)[0]
+             for name, p in landmarks.items()}
+    applied = {"scanned_deg": round(scanned, 2), "corrected_deg": round(measured, 2),
+               "target_deg": target_deg, "turn_deg": round(turn, 2),
+               "axis_point_mm": [round(float(c), 3) for c in centre],
+               "axis_direction": [round(float(c), 4) for c in axis],
+               "blend_mm": _ANKLE_BLEND_MM,
+               "landmarks_before": {n: None if p is None else [round(float(c), 3) for c in p]
+                                    for n, p in landmarks.items()},
+               "landmarks_after": {n: None if p is None else [round(float(c), 3) for c in p]
+                                   for n, p in moved.items()}}
+    return AnkleCorrection(out, moved, applied)
+
+
+def _turn(points: np.ndarray, centre: np.ndarray, axis: np.ndarray, degrees: float
+          ) -> np.ndarray:
+    """Rodrigues' turn of each point by ``degrees`` times its blend weight."""
+    if degrees == 0.0:
+        return points.copy()
+    weight = _smoothstep((points[:, 2] - centre[2] + _ANKLE_BLEND_MM) / (2 * _ANKLE_BLEND_MM))
+    angle = np.radians(degrees) * weight
+    rel = points - centre
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    along = (rel @ axis)[:, None] * axis
+    return centre + rel * cos + np.cross(axis, rel) * sin + along * (1 - cos)

@@ -19,9 +19,11 @@ import numpy as np
 import trimesh
 
 from .checks import run_checks
-from .corrections import extra_clearance
+from .anatomy import shank_axis
+from .corrections import correct_ankle, extra_clearance
 from .errors import CannotServeError
 from .intake import IntakeResult, Progress, round_point
+from .params import AnatomyParams
 from .prescription import Prescription
 from .shell import build_shell
 from .trimlines import device_trim
@@ -49,6 +51,9 @@ class DesignResult:
     timings_s: dict[str, float]
     #: What the corrections applied (reliefs with their centres, growth, mirror).
     corrections: dict[str, Any] = field(default_factory=dict)
+    #: The limb the device was designed around: the scanned one, or with the
+    #: ankle turned to the prescribed angle.
+    limb: trimesh.Trimesh | None = None
 
     @property
     def passed(self) -> bool:
@@ -114,18 +119,28 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
         landmarks[name] = np.asarray(point, dtype=np.float64)
     if landmarks["heel"] is None or landmarks["toe_tip"] is None:
         raise CannotServeError("the scan gives no foot landmarks; scan the foot again")
-    trim = device_trim(rx, landmarks, intake.limb, intake.top_z)
-    extra = extra_clearance(rx, landmarks, intake.limb)
+    limb, top_z, ankle = intake.limb, intake.top_z, None
+    if rx.corrections.ankle_angle_deg is not None:
+        def shank(vertices: np.ndarray) -> np.ndarray:
+            return shank_axis(vertices, intake.foot_length, AnatomyParams())[1]
+
+        turned = correct_ankle(limb, landmarks, rx.corrections.ankle_angle_deg, shank)
+        # The top cut tilts with the shank: its lowest point is the new top.
+        top_ring = np.asarray(limb.vertices)[:, 2] > top_z - 1.0
+        limb, landmarks, ankle = turned.limb, turned.landmarks, turned.applied
+        top_z = float(np.asarray(limb.vertices)[top_ring, 2].min())
+    trim = device_trim(rx, landmarks, limb, top_z)
+    extra = extra_clearance(rx, landmarks, limb)
     corrections = {**extra.applied, "growth_length_mm": rx.corrections.growth_length_mm,
-                   "mirror": rx.corrections.mirror}
+                   "mirror": rx.corrections.mirror, "ankle_angle": ankle}
     if rx.corrections.mirror:
         corrections["scanned_side"] = _OTHER_SIDE[intake.side.value]
     done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
-    device = build_shell(intake.limb, trim, clearance=rx.clearance_mm,
+    device = build_shell(limb, trim, clearance=rx.clearance_mm,
                          thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,
                          extra=extra if extra.parts else None, extra_most=extra.most_mm)
     done("shell", f"{len(device.faces):,} triangles")
-    checks = run_checks(device, intake.limb, clearance_mm=rx.clearance_mm,
+    checks = run_checks(device, limb, clearance_mm=rx.clearance_mm,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,
                         printer=rx.printer_spec,
                         lay_shank_flat=rx.device == "posterior-leaf-spring", seed=rx.scan.seed,
@@ -134,7 +149,7 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     done("checks", "all passed" if not failed else f"failed: {', '.join(failed)}")
     return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,
                         trimlines=trim.summary, checks=checks, timings_s=timings,
-                        corrections=corrections)
+                        corrections=corrections, limb=limb)
 
 
 _OTHER_SIDE = {"left": "right", "right": "left"}

@@ -102,16 +102,20 @@ def write_design(outdir: str | Path, result: DesignResult) -> dict[str, Path]:
                  lambda tmp: Path(tmp).write_bytes(stl_bytes(device.vertices, device.faces)))
     atomic_write(outdir / "device.3mf", lambda tmp: Path(tmp).write_bytes(
         threemf_bytes(device.vertices, device.faces, name=label)))
-    atomic_write(outdir / "preview.png",
-                 lambda tmp: write_png(tmp, render_views(result.intake.limb, device)))
+    limb = result.limb if result.limb is not None else result.intake.limb
+    if limb is not result.intake.limb:
+        # The limb as corrected (ankle angle), beside the scanned one.
+        atomic_write(outdir / "limb_corrected.ply",
+                     lambda tmp: write_limb_ply(tmp, limb.vertices, limb.faces,
+                                                result.intake.filled))
+    atomic_write(outdir / "preview.png", lambda tmp: write_png(tmp, render_views(limb, device)))
     text = dumps_json(result.to_json())
     atomic_write(outdir / "report.json",
                  lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     report = json.loads(text)
     # The report shows the files as written (report.json, the STL, limb.ply), so that
     # ``orthofit report`` rebuilds it exactly.
-    write_fit_report(outdir, read_limb_ply(outdir / "limb.ply")[0],
-                     read_mesh(outdir / "device.stl"), report)
+    write_fit_report(outdir, _designed_limb(outdir), read_mesh(outdir / "device.stl"), report)
     return {name: outdir / name for name in ("device.stl", "device.3mf", "limb.ply",
                                              "intake.json", "report.json", "preview.png",
                                              "report.html")}
@@ -148,8 +152,14 @@ def rebuild_fit_report(outdir: str | Path) -> Path:
     if not isinstance(report, dict) or not _REPORT_KEYS <= report.keys():
         raise ScanFileError(f"{outdir / 'report.json'} is damaged or not a design report; "
                             "design the device again")
-    limb, _ = read_limb_ply(outdir / "limb.ply")
-    return write_fit_report(outdir, limb, read_mesh(outdir / "device.stl"), report)
+    return write_fit_report(outdir, _designed_limb(outdir), read_mesh(outdir / "device.stl"),
+                            report)
+
+
+def _designed_limb(outdir: Path) -> trimesh.Trimesh:
+    """The limb a design in ``outdir`` was made around: corrected if it was."""
+    corrected = outdir / "limb_corrected.ply"
+    return read_limb_ply(corrected if corrected.is_file() else outdir / "limb.ply")[0]
 
 
 def atomic_write(target: Path, write) -> None:

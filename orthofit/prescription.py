@@ -145,6 +145,11 @@ class Corrections(BaseModel):
     growth_width_mm: float = Field(default=0.0, ge=0.0, le=12.0)
     # Design for the other side from a mirrored scan (only one limb scanned).
     mirror: bool = False
+    # The ankle angle to hold: the shank's angle to the footplate in the
+    # sagittal plane, 90 neutral, under 90 dorsiflexion, over 90
+    # plantarflexion; None keeps the scanned angle.  Clinical range about
+    # 15 degrees either way [typ].
+    ankle_angle_deg: float | None = Field(default=None, ge=75.0, le=110.0)
 
 
 _MALLEOLI = [Relief(at="medial_malleolus"), Relief(at="lateral_malleolus")]
@@ -209,6 +214,11 @@ class Prescription(BaseModel):
             reliefs = [] if self.device == "foot-orthosis" else list(_MALLEOLI)
             object.__setattr__(self, "corrections",
                                self.corrections.model_copy(update={"reliefs": reliefs}))
+        if self.corrections.ankle_angle_deg is not None and self.device in ("smo",
+                                                                             "foot-orthosis"):
+            raise ValueError(f"corrections.ankle_angle_deg holds the ankle with a calf section, "
+                             f"and device {self.device} has none; prescribe a solid-afo or "
+                             f"posterior-leaf-spring, or drop the ankle angle")
         if self.printer == "custom":
             if self.build_volume_mm is None or min(self.build_volume_mm) <= 0:
                 raise ValueError("printer 'custom' needs build_volume_mm: three positive "

@@ -196,6 +196,9 @@ def report_html(report: dict, figures: list[Figure]) -> str:
               "<h2>Trimlines</h2>", _table(["trimline", "value"], [
                   (k.replace("_", " "), _value(v)) for k, v in report["trimlines"].items()],
                   "trimlines"),
+              "<h2>Corrections applied</h2>", _table(["correction", "value"], [
+                  (k, _value(v)) for k, v in _flatten(_corrections_shown(report))],
+                  "corrections"),
               "<h2>Prescription</h2>", _table(["field", "value"], [
                   (k, _value(v)) for k, v in _flatten(rx)], "prescription"),
               "<h2>Print</h2>", _table(["", ""], [
@@ -206,6 +209,16 @@ def report_html(report: dict, figures: list[Figure]) -> str:
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
             + "".join(parts) + "</body></html>\n")
+
+
+def _corrections_shown(report: dict) -> dict:
+    """The corrections block, without the landmark lists the tables above already show."""
+    shown = dict(report.get("corrections") or {})
+    ankle = shown.get("ankle_angle")
+    if isinstance(ankle, dict):
+        shown["ankle_angle"] = {k: v for k, v in ankle.items()
+                                if k not in ("landmarks_before", "landmarks_after")}
+    return shown
 
 
 def _checks_table(checks: dict[str, dict]) -> str:

@@ -109,3 +109,40 @@ def test_mirror_designs_the_other_side(tmp_path):
     assert hi[1, 1] == pytest.approx(-lo[0, 1], abs=1.5)
     assert hi[0, 1] == pytest.approx(-lo[1, 1], abs=1.5)
     assert right.device.volume == pytest.approx(left.device.volume, rel=0.02)
+
+
+def _sagittal_angle_of(limb: trimesh.Trimesh, lo: float = 150.0, hi: float = 300.0) -> float:
+    """The leg's angle to +x in the sagittal plane, from its sections' centroids."""
+    v = limb.vertices
+    centres = np.array([v[np.abs(v[:, 2] - z) < 2.0].mean(axis=0)
+                        for z in np.arange(lo, hi, 10.0)])
+    direction = np.linalg.svd(centres - centres.mean(axis=0))[2][0]
+    direction *= np.sign(direction[2])
+    return float(np.degrees(np.arctan2(direction[2], direction[0])))
+
+
+@pytest.mark.parametrize("target", [84.0, 97.0])
+def test_ankle_angle_turns_the_shank_to_the_prescribed_angle(scanned, target):
+    intake, _ = scanned
+    before = _sagittal_angle_of(intake.limb)
+    assert before == pytest.approx(90.0, abs=1.5)  # the analytic leg stands upright
+    result = run_design(intake, Prescription(
+        device="solid-afo", trimlines={"proximal_height_mm": 250.0},
+        corrections={"ankle_angle_deg": target}))
+    assert _sagittal_angle_of(result.limb) == pytest.approx(target, abs=1.0)
+    applied = result.corrections["ankle_angle"]
+    assert applied["target_deg"] == target
+    assert applied["corrected_deg"] == pytest.approx(target, abs=0.5)
+    assert applied["scanned_deg"] == pytest.approx(before, abs=1.0)
+    # The foot stays where it was, flat on the floor.
+    for name in ("heel", "toe_tip", "mth1", "mth5"):
+        assert np.allclose(result.landmarks[name], intake.anatomy.landmarks[name], atol=1e-6)
+    plain = run_design(intake, Prescription(device="solid-afo",
+                                            trimlines={"proximal_height_mm": 250.0}))
+    assert result.device.bounds[0, 2] == pytest.approx(plain.device.bounds[0, 2], abs=0.2)
+    assert result.passed, {k: v for k, v in result.checks.items() if not v["passed"]}
+
+
+def test_ankle_angle_is_refused_for_a_device_without_a_calf_section():
+    with pytest.raises(ValueError, match="ankle_angle_deg.*device smo"):
+        Prescription(device="smo", corrections={"ankle_angle_deg": 90.0})

@@ -9,9 +9,9 @@ import pytest
 
 import orthofit
 
-MODULES = ["anatomy", "checks", "clean", "cli", "crossings", "design", "errors", "fitmaps",
-           "frame", "intake", "io", "normals", "params", "pipeline", "prescription", "preview",
-           "report", "scene", "shell", "surface", "trimlines"]
+MODULES = ["anatomy", "checks", "clean", "cli", "corrections", "crossings", "design", "errors",
+           "fitmaps", "frame", "intake", "io", "normals", "params", "pipeline", "prescription",
+           "preview", "report", "scene", "shell", "surface", "trimlines"]
 
 
 def test_exported_members():

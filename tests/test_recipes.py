@@ -1,0 +1,40 @@
+"""One recipe on every sample scan, left and right, adult and child (issue #5).
+
+A scan that cannot serve the recipe's device (the foot-only sample for an
+AFO) is refused with the reason; every other gives a device passing every
+check, with the corrections applied as the recipe says.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from orthofit import CannotServeError
+from orthofit.io import read_prescription_file
+from orthofit.pipeline import design_file
+from orthofit.prescription import Prescription
+from tests.conftest import ROOT
+from tests.test_samples import SAMPLES
+
+RECIPE = ROOT / "recipes" / "growing-child-afo.yaml"
+
+
+def test_the_samples_cover_both_sides_adults_and_children():
+    names = [p.stem for p in SAMPLES]
+    assert any("left" in n for n in names) and any("right" in n for n in names)
+    assert any("adult" in n for n in names) and any("child" in n for n in names)
+
+
+@pytest.mark.parametrize("scan", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_recipe_gives_a_passing_device_on_every_sample(scan):
+    rx = Prescription.model_validate(read_prescription_file(RECIPE))
+    if "footonly" in scan.stem:
+        with pytest.raises(CannotServeError, match="scan up to below the knee"):
+            design_file(scan, rx)
+        return
+    result = design_file(scan, rx)
+    assert result.passed, {k: v for k, v in result.checks.items() if not v["passed"]}
+    applied = result.corrections
+    assert applied["ankle_angle"]["corrected_deg"] == pytest.approx(90.0, abs=1.0)
+    assert [r["at"] for r in applied["reliefs"]] == ["medial_malleolus", "lateral_malleolus"]
+    assert applied["growth_length_mm"] == 8 and applied["growth_width_mm"] == 4
