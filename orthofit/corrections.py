@@ -15,7 +15,7 @@ prescribed clearance.  It must not build shells or read files.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,13 +46,30 @@ class ExtraClearance:
     parts: list[Callable[[np.ndarray], np.ndarray]]
     most_mm: float
     applied: dict[str, Any]
+    #: Supports: fields of how far (mm) the wall presses in, together at most
+    #: ``press_most_mm``.
+    supports: list[Callable[[np.ndarray], np.ndarray]] = field(default_factory=list)
+    press_most_mm: float = 0.0
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
+        """Extra room (mm) from reliefs and growth: both faces of the wall move out."""
         points = np.asarray(points, dtype=float)
         out = np.zeros(len(points))
         for part in self.parts:
             out = np.maximum(out, part(points))
         return out
+
+    def press(self, points: np.ndarray) -> np.ndarray:
+        """How far (mm) supports press the wall's inner face in; the outer face stays."""
+        points = np.asarray(points, dtype=float)
+        out = np.zeros(len(points))
+        for support in self.supports:
+            out = out + support(points)
+        return out
+
+    def net(self, points: np.ndarray) -> np.ndarray:
+        """The clearance (mm) prescribed beyond the plain one at each point of the inner face."""
+        return self(points) - self.press(points)
 
 
 def extra_clearance(rx: Prescription, landmarks: dict[str, np.ndarray | None],
@@ -87,7 +104,61 @@ def extra_clearance(rx: Prescription, landmarks: dict[str, np.ndarray | None],
         parts.append(_foot_sides(landmarks, width / 2))
     applied["growth_width_mm"] = width
     most = max([r.depth_mm for r in rx.corrections.reliefs or []] + [width / 2, 0.0])
-    return ExtraClearance(parts, most, applied)
+    supports, applied["supports"] = [], []
+    for kind, height in (("arch_support", rx.corrections.arch_support_mm),
+                         ("metatarsal_pad", rx.corrections.metatarsal_pad_mm)):
+        if height <= 0:
+            continue
+        centre, radii = _support_place(kind, landmarks)
+        supports.append(_pad(centre, radii, height))
+        applied["supports"].append({
+            "kind": kind, "height_mm": height,
+            "centre_mm": [round(float(c), 3) for c in centre],
+            "radii_mm": [round(float(r), 3) for r in radii],
+            # How far the support presses into the scanned sole, on purpose.
+            "intended_indentation_mm": round(max(height - rx.clearance_mm, 0.0), 3)})
+    press_most = rx.corrections.arch_support_mm + rx.corrections.metatarsal_pad_mm
+    return ExtraClearance(parts, most, applied, supports, press_most)
+
+
+# Where supports sit, in foot lengths [eng, after common insole patterns]: the
+# arch support's centre under the navicular, pulled this share towards the
+# foot's mid-line, and its half-lengths along and across the foot; the
+# metatarsal pad's centre behind the metatarsal heads, and its half-lengths.
+_ARCH_TOWARDS_MIDLINE = 0.3
+_ARCH_RADII_FL = (0.17, 0.09)
+_PAD_BEHIND_HEADS_FL = 0.07
+_PAD_RADII_FL = (0.07, 0.05)
+# Supports act on the sole: full up to this height, gone by the next (mm).
+_SOLE_FULL_MM, _SOLE_GONE_MM = 20.0, 40.0
+
+
+def _support_place(kind: str, landmarks: dict) -> tuple[np.ndarray, np.ndarray]:
+    heel, toe = np.asarray(landmarks["heel"]), np.asarray(landmarks["toe_tip"])
+    mth1, mth5 = np.asarray(landmarks["mth1"]), np.asarray(landmarks["mth5"])
+    fl = float(toe[0] - heel[0])
+    mid_y = 0.5 * (mth1[1] + mth5[1])
+    if kind == "arch_support":
+        navicular = landmarks.get("navicular")
+        if navicular is None:
+            raise CannotServeError("corrections.arch_support_mm sits under the navicular, and "
+                                   "the scan does not show it; give it in landmark_overrides")
+        y = navicular[1] + _ARCH_TOWARDS_MIDLINE * (mid_y - navicular[1])
+        return np.array([navicular[0], y, 0.0]), fl * np.array(_ARCH_RADII_FL)
+    x = 0.5 * (mth1[0] + mth5[0]) - _PAD_BEHIND_HEADS_FL * fl
+    return np.array([x, mid_y, 0.0]), fl * np.array(_PAD_RADII_FL)
+
+
+def _pad(centre: np.ndarray, radii: np.ndarray, height: float):
+    """``height`` at ``centre`` on the floor, easing to 0 over an ellipse of ``radii``."""
+
+    def field(points: np.ndarray) -> np.ndarray:
+        rho = np.hypot((points[:, 0] - centre[0]) / radii[0],
+                       (points[:, 1] - centre[1]) / radii[1])
+        sole = 1.0 - _smoothstep((points[:, 2] - _SOLE_FULL_MM) / (_SOLE_GONE_MM - _SOLE_FULL_MM))
+        return height * (1.0 - _smoothstep(rho)) * sole
+
+    return field
 
 
 def _skin_normal(limb: trimesh.Trimesh, point: np.ndarray) -> np.ndarray:

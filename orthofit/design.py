@@ -138,13 +138,15 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
     device = build_shell(limb, trim, clearance=rx.clearance_mm,
                          thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,
-                         extra=extra if extra.parts else None, extra_most=extra.most_mm)
+                         extra=extra if extra.parts else None, extra_most=extra.most_mm,
+                         press=extra.press if extra.supports else None,
+                         press_most=extra.press_most_mm)
     done("shell", f"{len(device.faces):,} triangles")
     checks = run_checks(device, limb, clearance_mm=rx.clearance_mm,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,
                         printer=rx.printer_spec,
                         lay_shank_flat=rx.device == "posterior-leaf-spring", seed=rx.scan.seed,
-                        extra=extra if extra.parts else None)
+                        extra=extra.net if extra.parts or extra.supports else None)
     failed = [name for name, check in checks.items() if not check["passed"]]
     done("checks", "all passed" if not failed else f"failed: {', '.join(failed)}")
     return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,

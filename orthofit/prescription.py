@@ -150,6 +150,12 @@ class Corrections(BaseModel):
     # plantarflexion; None keeps the scanned angle.  Clinical range about
     # 15 degrees either way [typ].
     ankle_angle_deg: float | None = Field(default=None, ge=75.0, le=110.0)
+    # Supports press the footplate into the sole on purpose (mm above the
+    # scanned sole at their centre): a medial longitudinal arch support under
+    # the navicular, 5-15 mm [typ]; a metatarsal pad behind the metatarsal
+    # heads, 3-6 mm [typ].
+    arch_support_mm: float = Field(default=0.0, ge=0.0, le=15.0)
+    metatarsal_pad_mm: float = Field(default=0.0, ge=0.0, le=8.0)
 
 
 _MALLEOLI = [Relief(at="medial_malleolus"), Relief(at="lateral_malleolus")]

@@ -147,6 +147,7 @@ def _smooth_max(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
 
 def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickness: float,
                 flare: float, extra: Field | None = None, extra_most: float = 0.0,
+                press: Field | None = None, press_most: float = 0.0,
                 params: ShellParams = ShellParams()) -> trimesh.Trimesh:
     """The device's solid: one watertight, consistently wound mesh in mm.
 
@@ -158,7 +159,10 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     clearance : gap between skin and the wall's inner face, mm
     thickness : wall thickness, mm
     flare : extra clearance reached at a trim edge, mm
-    extra : field of extra clearance (reliefs, growth), mm, at most ``extra_most``
+    extra : field of extra clearance (reliefs, growth), mm, at most ``extra_most``:
+        both faces of the wall move out
+    press : field of how far supports press the inner face in, mm, at most
+        ``press_most``: the outer face stays, the wall thickens
 
     Raises
     ------
@@ -170,15 +174,21 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     distance = LimbDistance(limb)
     # Nodes near the wall: the limb's vertices and face centres stepped out
     # along their normals through the wall's depth, voxelised, dilated.
-    inner = max(clearance - params.band_margin_mm, 0.0)
+    # Supports press the wall's inner face into the limb.
+    inner = min(max(clearance - params.band_margin_mm, 0.0),
+                clearance - press_most - params.band_margin_mm)
     seeds = np.vstack([limb.vertices, limb.triangles_center])
     normals = np.vstack([limb.vertex_normals, limb.face_normals])
     offsets = np.arange(inner, reach + extra_most + step / 2, step / params.band_probes_per_cell)
     probes = seeds[:, None, :] + normals[:, None, :] * offsets[None, :, None]
-    if extra is not None and extra_most > 0:
-        # Only where the corrections add clearance does the wall reach further out.
-        further = extra(seeds)
-        probes = probes[offsets[None, :] <= reach + further[:, None] + step]
+    if extra is not None or press is not None:
+        # Only where the corrections add clearance does the wall reach further
+        # out, and only where supports press in does it reach into the limb.
+        further = extra(seeds)[:, None] if extra is not None else 0.0
+        pressed = press(seeds)[:, None] if press is not None else 0.0
+        near = ((offsets[None, :] <= reach + further + step)
+                & (offsets[None, :] >= clearance - pressed - params.band_margin_mm - step))
+        probes = probes[near]
     probes = probes.reshape(-1, 3)
     plate, plate_box = getattr(trim, "plate", None), getattr(trim, "plate_box", None)
     if plate_box is not None:
@@ -203,7 +213,10 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     inner = clearance + opening
     if extra is not None:
         inner = inner + extra(nodes)
-    wall = np.maximum(inner - d, d - (inner + thickness))
+    outer = inner + thickness
+    if press is not None:
+        inner = inner - press(nodes)
+    wall = np.maximum(inner - d, d - outer)
     if plate is not None:
         # The plate stays outside the clearance, like the wall it joins.
         wall = np.minimum(wall, np.maximum(plate(nodes), inner - d))

@@ -146,3 +146,26 @@ def test_ankle_angle_turns_the_shank_to_the_prescribed_angle(scanned, target):
 def test_ankle_angle_is_refused_for_a_device_without_a_calf_section():
     with pytest.raises(ValueError, match="ankle_angle_deg.*device smo"):
         Prescription(device="smo", corrections={"ankle_angle_deg": 90.0})
+
+
+def _inner_face_z(device: trimesh.Trimesh, x: float, y: float) -> float:
+    """Height of the footplate's inner face above (x, y): the second surface from below."""
+    hits, _, _ = device.ray.intersects_location([[x, y, -50.0]], [[0.0, 0.0, 1.0]])
+    return float(np.sort(hits[:, 2])[1])
+
+
+@pytest.mark.parametrize("kind,field", [("arch_support", "arch_support_mm"),
+                                        ("metatarsal_pad", "metatarsal_pad_mm")])
+def test_support_raises_the_footplate_by_its_height_at_its_centre(scanned, kind, field):
+    intake, _ = scanned
+    plain = run_design(intake, Prescription(device="foot-orthosis"))
+    supported = run_design(intake, Prescription(device="foot-orthosis",
+                                                corrections={field: 6.0}))
+    (support,) = supported.corrections["supports"]
+    assert support["kind"] == kind
+    x, y, _ = support["centre_mm"]
+    rise = _inner_face_z(supported.device, x, y) - _inner_face_z(plain.device, x, y)
+    assert rise == pytest.approx(6.0, abs=0.3)
+    # Pressing 4 mm into the sole on purpose is reported, and is no failed check.
+    assert support["intended_indentation_mm"] == pytest.approx(6.0 - 2.0)
+    assert supported.passed, {k: v for k, v in supported.checks.items() if not v["passed"]}

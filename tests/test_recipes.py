@@ -1,8 +1,9 @@
 """One recipe on every sample scan, left and right, adult and child (issue #5).
 
-A scan that cannot serve the recipe's device (the foot-only sample for an
-AFO) is refused with the reason; every other gives a device passing every
-check, with the corrections applied as the recipe says.
+The insole recipe gives a passing insole on every sample.  The AFO recipe
+gives a passing AFO on every sample that reaches the knee; the foot-only
+sample is refused with the reason.  Corrections are applied as each recipe
+says.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.conftest import ROOT
 from tests.test_samples import SAMPLES
 
 RECIPE = ROOT / "recipes" / "growing-child-afo.yaml"
+INSOLE = ROOT / "recipes" / "insole-with-supports.yaml"
 
 
 def test_the_samples_cover_both_sides_adults_and_children():
@@ -38,3 +40,13 @@ def test_recipe_gives_a_passing_device_on_every_sample(scan):
     assert applied["ankle_angle"]["corrected_deg"] == pytest.approx(90.0, abs=1.0)
     assert [r["at"] for r in applied["reliefs"]] == ["medial_malleolus", "lateral_malleolus"]
     assert applied["growth_length_mm"] == 8 and applied["growth_width_mm"] == 4
+
+
+@pytest.mark.parametrize("scan", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_insole_recipe_gives_a_passing_insole_on_every_sample(scan):
+    rx = Prescription.model_validate(read_prescription_file(INSOLE))
+    result = design_file(scan, rx)
+    assert result.passed, {k: v for k, v in result.checks.items() if not v["passed"]}
+    supports = {s["kind"]: s for s in result.corrections["supports"]}
+    assert supports["arch_support"]["intended_indentation_mm"] == pytest.approx(6.0)
+    assert supports["metatarsal_pad"]["height_mm"] == 4.0
