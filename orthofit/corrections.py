@@ -25,8 +25,11 @@ from .errors import CannotServeError
 from .io import RawScan
 from .prescription import Prescription
 
-__all__ = ["ExtraClearance", "extra_clearance", "mirror_scan", "sagittal_angle",
+__all__ = ["ExtraClearance", "extra_clearance", "mirror_scan", "OTHER_SIDE", "sagittal_angle",
            "AnkleCorrection", "correct_ankle"]
+
+#: The side a mirrored scan designs for.
+OTHER_SIDE = {"left": "right", "right": "left"}
 
 # The growth allowance's width fades out over this height above the ankle
 # centre, and across the foot from this share of its half-width to the sides [eng].

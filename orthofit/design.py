@@ -20,7 +20,7 @@ import trimesh
 
 from .checks import run_checks
 from .anatomy import shank_axis
-from .corrections import correct_ankle, extra_clearance
+from .corrections import OTHER_SIDE, correct_ankle, extra_clearance
 from .errors import CannotServeError
 from .intake import IntakeResult, Progress, round_point
 from .params import AnatomyParams
@@ -134,7 +134,7 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     corrections = {**extra.applied, "growth_length_mm": rx.corrections.growth_length_mm,
                    "mirror": rx.corrections.mirror, "ankle_angle": ankle}
     if rx.corrections.mirror:
-        corrections["scanned_side"] = _OTHER_SIDE[intake.side.value]
+        corrections["scanned_side"] = OTHER_SIDE[intake.side.value]
     done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
     device = build_shell(limb, trim, clearance=rx.clearance_mm,
                          thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,
@@ -153,5 +153,3 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
                         trimlines=trim.summary, checks=checks, timings_s=timings,
                         corrections=corrections, limb=limb)
 
-
-_OTHER_SIDE = {"left": "right", "right": "left"}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trimesh
 
-from .corrections import mirror_scan
+from .corrections import OTHER_SIDE, mirror_scan
 from .design import DesignResult, run_design
 from .errors import ScanFileError
 from .intake import IntakeResult, Progress, run_intake
@@ -76,12 +76,10 @@ def design_file(path: str | Path, rx: Prescription, *,
     raw = mirror_scan(read_scan(path, max_bytes=int(rx.scan.max_file_mb * _BYTES_PER_MB)))
     options = rx.scan
     if options.side != "auto":
-        options = options.model_copy(update={"side": _OTHER_SIDE[options.side]})
+        options = options.model_copy(update={"side": OTHER_SIDE[options.side]})
     intake = run_intake(raw, options, progress=progress, started=started)
     return run_design(intake, rx, progress=progress)
 
-
-_OTHER_SIDE = {"left": "right", "right": "left"}
 
 
 def write_design(outdir: str | Path, result: DesignResult) -> dict[str, Path]:
