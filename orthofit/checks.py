@@ -283,10 +283,10 @@ def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearanc
                 gaps.min() > -params.penetration_tolerance_mm
                 and abs(median - clearance_mm) <= params.clearance_median_tolerance_mm)
     fit = printer_fit(shell, printer, lay_shank_flat)
-    extra = {key: fit[key] for key in ("orientation", "margin_mm", "shank_to_layers_deg",
-                                       "shortfall_mm") if key in fit}
+    details = {key: fit[key] for key in ("orientation", "margin_mm", "shank_to_layers_deg",
+                                         "shortfall_mm") if key in fit}
     checks["fits_printer"] = _check(fit["size_mm"], fit["build_volume_mm"], fit["fits"],
-                                    **extra)
+                                    **details)
     volume_cm3 = shell.volume / 1000.0
     checks["volume_cm3"] = _check(_r(volume_cm3, 2), None, True)
     checks["mass_g"] = _check(_r(volume_cm3 * material.density_g_cm3, 1), None, True)

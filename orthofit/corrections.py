@@ -24,6 +24,7 @@ import trimesh
 from .errors import CannotServeError
 from .io import RawScan
 from .prescription import Prescription
+from .shell import smoothstep
 
 __all__ = ["ExtraClearance", "extra_clearance", "mirror_scan", "OTHER_SIDE", "sagittal_angle",
            "AnkleCorrection", "correct_ankle"]
@@ -35,11 +36,6 @@ OTHER_SIDE = {"left": "right", "right": "left"}
 # centre, and across the foot from this share of its half-width to the sides [eng].
 _WIDTH_FADE_MM = 20.0
 _WIDTH_FROM_SHARE, _WIDTH_FULL_SHARE = 0.4, 0.9
-
-
-def _smoothstep(t: np.ndarray) -> np.ndarray:
-    t = np.clip(t, 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 @dataclass
@@ -158,8 +154,8 @@ def _pad(centre: np.ndarray, radii: np.ndarray, height: float):
     def field(points: np.ndarray) -> np.ndarray:
         rho = np.hypot((points[:, 0] - centre[0]) / radii[0],
                        (points[:, 1] - centre[1]) / radii[1])
-        sole = 1.0 - _smoothstep((points[:, 2] - _SOLE_FULL_MM) / (_SOLE_GONE_MM - _SOLE_FULL_MM))
-        return height * (1.0 - _smoothstep(rho)) * sole
+        sole = 1.0 - smoothstep((points[:, 2] - _SOLE_FULL_MM) / (_SOLE_GONE_MM - _SOLE_FULL_MM))
+        return height * (1.0 - smoothstep(rho)) * sole
 
     return field
 
@@ -189,9 +185,9 @@ def _bump(centre: np.ndarray, normal: np.ndarray, depth: float, radius: float):
         rel = points - centre
         height = rel @ normal
         across = np.linalg.norm(rel - height[:, None] * normal, axis=1) / radius
-        along = (1.0 - _smoothstep((height - _RELIEF_OUTSIDE_MM) / _RELIEF_FADE_MM)) * (
-            1.0 - _smoothstep((-height - _RELIEF_INSIDE_MM) / _RELIEF_FADE_MM))
-        return depth * (1.0 - _smoothstep(across)) * along
+        along = (1.0 - smoothstep((height - _RELIEF_OUTSIDE_MM) / _RELIEF_FADE_MM)) * (
+            1.0 - smoothstep((-height - _RELIEF_INSIDE_MM) / _RELIEF_FADE_MM))
+        return depth * (1.0 - smoothstep(across)) * along
 
     return field
 
@@ -212,8 +208,8 @@ def _foot_sides(landmarks: dict, half_width: float):
         s = np.clip((points[:, 0] - back[0]) / max(fore[0] - back[0], 1e-6), 0.0, 1.0)
         mid = back[1] + s * (fore[1] - back[1])
         across = np.abs(points[:, 1] - mid) / half
-        side = _smoothstep((across - _WIDTH_FROM_SHARE) / (_WIDTH_FULL_SHARE - _WIDTH_FROM_SHARE))
-        below = 1.0 - _smoothstep((points[:, 2] - ankle_z) / _WIDTH_FADE_MM)
+        side = smoothstep((across - _WIDTH_FROM_SHARE) / (_WIDTH_FULL_SHARE - _WIDTH_FROM_SHARE))
+        below = 1.0 - smoothstep((points[:, 2] - ankle_z) / _WIDTH_FADE_MM)
         return half_width * side * below
 
     return field
@@ -309,7 +305,7 @@ def _turn(points: np.ndarray, centre: np.ndarray, axis: np.ndarray, degrees: flo
     """Rodrigues' turn of each point by ``degrees`` times its blend weight."""
     if degrees == 0.0:
         return points.copy()
-    weight = _smoothstep((points[:, 2] - centre[2] + _ANKLE_BLEND_MM) / (2 * _ANKLE_BLEND_MM))
+    weight = smoothstep((points[:, 2] - centre[2] + _ANKLE_BLEND_MM) / (2 * _ANKLE_BLEND_MM))
     angle = np.radians(degrees) * weight
     rel = points - centre
     cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import trimesh
 
-from .checks import run_checks
 from .anatomy import shank_axis
+from .checks import run_checks
 from .corrections import OTHER_SIDE, correct_ankle, extra_clearance
 from .errors import CannotServeError
 from .intake import IntakeResult, Progress, round_point

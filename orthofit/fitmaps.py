@@ -10,21 +10,15 @@ It must not draw pictures or write files.
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 import open3d.core as o3c
 import trimesh
+
+from .shell import raycasting_scene
 
 __all__ = ["skin_gap", "wall_thickness_at"]
 
 # Rays start this far inside the surface so they do not hit their own face (mm).
 _RAY_OFFSET_MM = 1e-3
-
-
-def _scene(mesh: trimesh.Trimesh) -> o3d.t.geometry.RaycastingScene:
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3c.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
-                        o3c.Tensor(np.asarray(mesh.faces, dtype=np.uint32)))
-    return scene
 
 
 def skin_gap(limb: trimesh.Trimesh, device: trimesh.Trimesh, *, reach_mm: float) -> np.ndarray:
@@ -35,7 +29,7 @@ def skin_gap(limb: trimesh.Trimesh, device: trimesh.Trimesh, *, reach_mm: float)
     ``reach_mm`` from any part of the device is not under the shell.
     """
     points = o3c.Tensor(np.asarray(limb.vertices, dtype=np.float32))
-    gap = _scene(device).compute_distance(points).numpy().astype(np.float64)
+    gap = raycasting_scene(device)[0].compute_distance(points).numpy().astype(np.float64)
     gap[gap > reach_mm] = np.nan
     return gap
 
@@ -49,6 +43,7 @@ def wall_thickness_at(device: trimesh.Trimesh) -> np.ndarray:
     normals = np.asarray(device.vertex_normals)
     origins = np.asarray(device.vertices) - normals * _RAY_OFFSET_MM
     rays = np.hstack([origins, -normals]).astype(np.float32)
-    hit = _scene(device).cast_rays(o3c.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    scene, _ = raycasting_scene(device)
+    hit = scene.cast_rays(o3c.Tensor(rays))["t_hit"].numpy().astype(np.float64)
     hit[~np.isfinite(hit)] = np.nan
     return hit + _RAY_OFFSET_MM

@@ -43,10 +43,15 @@ def _current_umask() -> int:
 
 
 def inspect_file(path: str | Path, options: IntakeOptions, *,
-                 progress: Progress | None = None) -> IntakeResult:
-    """Read a scan file and run intake on it (see :func:`orthofit.intake.run_intake`)."""
+                 progress: Progress | None = None, mirror: bool = False) -> IntakeResult:
+    """Read a scan file and run intake on it (see :func:`orthofit.intake.run_intake`).
+
+    With ``mirror`` the scan is mirrored left for right first.
+    """
     started = time.perf_counter()
     raw = read_scan(path, max_bytes=int(options.max_file_mb * _BYTES_PER_MB))
+    if mirror:
+        raw = mirror_scan(raw)
     return run_intake(raw, options, progress=progress, started=started)
 
 
@@ -69,17 +74,11 @@ def design_file(path: str | Path, rx: Prescription, *,
     for the other side than the one scanned (a given ``scan.side`` is the
     scanned side).
     """
-    if not rx.corrections.mirror:
-        intake = inspect_file(path, rx.scan, progress=progress)
-        return run_design(intake, rx, progress=progress)
-    started = time.perf_counter()
-    raw = mirror_scan(read_scan(path, max_bytes=int(rx.scan.max_file_mb * _BYTES_PER_MB)))
-    options = rx.scan
-    if options.side != "auto":
+    options, mirror = rx.scan, rx.corrections.mirror
+    if mirror and options.side != "auto":
         options = options.model_copy(update={"side": OTHER_SIDE[options.side]})
-    intake = run_intake(raw, options, progress=progress, started=started)
+    intake = inspect_file(path, options, progress=progress, mirror=mirror)
     return run_design(intake, rx, progress=progress)
-
 
 
 def write_design(outdir: str | Path, result: DesignResult) -> dict[str, Path]:

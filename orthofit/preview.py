@@ -9,9 +9,10 @@ It returns an RGB array; writing the PNG is ``orthofit.io``'s job.
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 import open3d.core as o3c
 import trimesh
+
+from .shell import raycasting_scene
 
 __all__ = ["VIEWS", "render_views", "render_coloured", "marker_pixels"]
 
@@ -43,11 +44,7 @@ def render_coloured(meshes: list[tuple[trimesh.Trimesh, np.ndarray]],
     Per-vertex colours are interpolated across each triangle from the hit's
     barycentric coordinates, then shaded by the surface's facing.
     """
-    scene = o3d.t.geometry.RaycastingScene()
-    ids = []
-    for mesh, _ in meshes:
-        ids.append(scene.add_triangles(o3c.Tensor(np.asarray(mesh.vertices, np.float32)),
-                                       o3c.Tensor(np.asarray(mesh.faces, np.uint32))))
+    scene, ids = raycasting_scene(*(mesh for mesh, _ in meshes))
     centre, radius = _framing([m for m, _ in meshes])
     tile = width // len(views)
     panels = [_render(scene, ids, meshes, _Camera(centre, radius, look, up, tile, height))
@@ -66,10 +63,7 @@ def marker_pixels(meshes: list[trimesh.Trimesh], points: np.ndarray, views=VIEWS
     Returns pixel columns and rows (views, n, 2), tiles offset, and whether
     each point is in sight in each view (not hidden behind a surface).
     """
-    scene = o3d.t.geometry.RaycastingScene()
-    for mesh in meshes:
-        scene.add_triangles(o3c.Tensor(np.asarray(mesh.vertices, np.float32)),
-                            o3c.Tensor(np.asarray(mesh.faces, np.uint32)))
+    scene, _ = raycasting_scene(*meshes)
     centre, radius = _framing(meshes)
     tile = width // len(views)
     pixels, seen = [], []

@@ -85,22 +85,6 @@ def scale_colours(values: np.ndarray, stops: list[tuple[float, str]]) -> np.ndar
     return np.stack([np.interp(d, at, rgb[:, k]) for k in range(3)], axis=1)
 
 
-def _vertex_normals(mesh: trimesh.Trimesh) -> np.ndarray:
-    """Area-weighted unit vertex normals; a vertex on no face gets +z."""
-    tri = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces)]
-    face = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 x area
-    n = np.zeros((len(mesh.vertices), 3))
-    for corner in range(3):
-        idx = mesh.faces[:, corner]
-        for k in range(3):
-            n[:, k] += np.bincount(idx, weights=face[:, k], minlength=len(n))
-    length = np.linalg.norm(n, axis=1)
-    good = length > 0
-    n[good] /= length[good, None]
-    n[~good] = (0.0, 0.0, 1.0)
-    return n
-
-
 class _GlbWriter:
     """Accessors in one binary buffer, and the JSON that describes them."""
 
@@ -129,7 +113,7 @@ class _GlbWriter:
     def mesh(self, mesh: trimesh.Trimesh, colours: np.ndarray | None) -> dict:
         """A primitive's attributes and indices for ``mesh`` (mm, z up) in metres, y up."""
         vertices = (np.asarray(mesh.vertices, dtype=np.float64) @ _Z_UP_TO_Y_UP.T) * _MM_TO_M
-        normals = _vertex_normals(mesh) @ _Z_UP_TO_Y_UP.T
+        normals = np.asarray(mesh.vertex_normals) @ _Z_UP_TO_Y_UP.T
         attributes = {
             "POSITION": self.add(vertices.astype(np.float32), kind="VEC3", component=_FLOAT,
                                  target=_ARRAY_BUFFER, bounds=True),

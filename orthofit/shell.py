@@ -28,7 +28,7 @@ from skimage.measure import marching_cubes
 from .crossings import crossing_points
 from .errors import CannotServeError
 
-__all__ = ["ShellParams", "LimbDistance", "build_shell"]
+__all__ = ["ShellParams", "LimbDistance", "build_shell", "smoothstep", "raycasting_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +88,31 @@ def _simplify_without_crossings(smooth: trimesh.Trimesh, raw: np.ndarray,
             break
         log.info("shell: unsmoothing around %d crossings", len(points))
         near, _ = cKDTree(points).query(smooth.vertices)
-        keep = _smoothstep(near / params.repair_radius_mm)[:, None]
+        keep = smoothstep(near / params.repair_radius_mm)[:, None]
         smooth = trimesh.Trimesh(raw + keep * (smooth.vertices - raw), smooth.faces,
                                  process=False)
         mesh = _simplify(smooth, params.simplify_tolerance_mm)
     return mesh
 
 
-def _smoothstep(t: np.ndarray) -> np.ndarray:
+def smoothstep(t: np.ndarray) -> np.ndarray:
+    """0 below 0, 1 above 1, and a smooth cubic with level ends between.
+
+    >>> smoothstep(np.array([-1.0, 0.5, 2.0])).tolist()
+    [0.0, 0.5, 1.0]
+    """
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3 - 2 * t)
+
+
+def raycasting_scene(*meshes: trimesh.Trimesh) -> tuple[o3d.t.geometry.RaycastingScene,
+                                                         list[int]]:
+    """An Open3D ray-casting scene of ``meshes`` (float32) and their geometry ids."""
+    scene = o3d.t.geometry.RaycastingScene()
+    ids = [scene.add_triangles(o3c.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
+                               o3c.Tensor(np.asarray(mesh.faces, dtype=np.uint32)))
+           for mesh in meshes]
+    return scene, ids
 
 
 def _simplify(mesh: trimesh.Trimesh, tolerance: float) -> trimesh.Trimesh:
@@ -125,9 +140,7 @@ class LimbDistance:
     """
 
     def __init__(self, limb: trimesh.Trimesh):
-        self._scene = o3d.t.geometry.RaycastingScene()
-        self._scene.add_triangles(o3c.Tensor(np.asarray(limb.vertices, dtype=np.float32)),
-                                  o3c.Tensor(np.asarray(limb.faces, dtype=np.uint32)))
+        self._scene, _ = raycasting_scene(limb)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         q = o3c.Tensor(np.ascontiguousarray(points, dtype=np.float32))

@@ -28,6 +28,7 @@ import trimesh
 
 from .errors import CannotServeError
 from .prescription import Prescription
+from .shell import smoothstep
 
 __all__ = ["TrimParams", "Trim", "device_trim"]
 
@@ -107,11 +108,6 @@ def _toe_plate(rx: Prescription, lm: dict, end_x: float, trim: "Trim") -> None:
 # The toe plate starts this far behind the toe tip, under the toes, so it
 # joins the footplate.
 _TOE_PLATE_OVERLAP_MM = 20.0
-
-
-def _smoothstep(t: np.ndarray) -> np.ndarray:
-    t = np.clip(t, 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
@@ -223,7 +219,7 @@ def _leg_part(rx: Prescription, lm: dict, verts: np.ndarray, proximal: float,
             upper = mid - params.leaf_strip_share * depth
         else:
             upper = mid
-        blend = _smoothstep((z - blend_from) / params.ankle_blend_mm)
+        blend = smoothstep((z - blend_from) / params.ankle_blend_mm)
         edge = edge_at_ankle * (1 - blend) + upper * blend
         return np.maximum(p[:, 0] - edge, z - proximal)
 
@@ -272,8 +268,8 @@ def _foot_orthosis(rx: Prescription, lm: dict, end_x: float, foot_length: float,
 
     def field(p: np.ndarray) -> np.ndarray:
         x, y = p[:, 0], p[:, 1]
-        rear = _smoothstep((x - arch_from) / (0.1 * foot_length))
-        front = _smoothstep((x - arch_to) / (0.1 * foot_length))
+        rear = smoothstep((x - arch_from) / (0.1 * foot_length))
+        front = smoothstep((x - arch_to) / (0.1 * foot_length))
         side = np.where(medial * y > 0, params.fo_medial_flange_mm, params.fo_lateral_border_mm)
         height = cup * (1 - rear) + side * (rear - front) + params.fo_forefoot_mm * front
         return np.maximum.reduce([p[:, 2] - height, x - end_x, heel_x - 30.0 - x])

@@ -230,6 +230,17 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         audit(session, key, "approve", case.id, version=version.number, lab=lab.name)
         return _case_json(case, key.role)
 
+    def designed(case_id: str, key: ApiKey, session: Session, version: int | None,
+                 what: str) -> tuple[Case, Version, Path, dict]:
+        """The visible case, the version asked for, its output folder and report.json."""
+        case = visible_case(session, key, case_id)
+        v = pick_version(key, case, version)
+        out = storage.out_dir(case.id, v.number)
+        report = _report(out)
+        if report is None:
+            raise HTTPException(409, f"version {v.number} is {v.status} and has no {what}")
+        return case, v, out, report
+
     def device_file(case_id: str, key: ApiKey, session: Session, version: int | None,
                     name: str, media: str) -> FileResponse:
         case = visible_case(session, key, case_id)
@@ -252,11 +263,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
 
     @app.get("/cases/{case_id}/job-sheet")
     def job_sheet(case_id: str, key: Caller, session: DB, version: int | None = None) -> dict:
-        case = visible_case(session, key, case_id)
-        v = pick_version(key, case, version)
-        report = _report(storage.out_dir(case.id, v.number))
-        if report is None:
-            raise HTTPException(409, f"version {v.number} is {v.status} and has no job sheet")
+        case, v, _, report = designed(case_id, key, session, version, "job sheet")
         audit(session, key, "job sheet", case.id, version=v.number)
         return pages.job_sheet(case.case_ref, v.number, report,
                                files={"stl": _file_name(case, v, ".stl"),
@@ -265,12 +272,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     @app.get("/cases/{case_id}/report.html", response_class=HTMLResponse)
     def report_html(case_id: str, key: Caller, session: DB, version: int | None = None):
         need(key, "orthotist")
-        case = visible_case(session, key, case_id)
-        v = pick_version(key, case, version)
-        out = storage.out_dir(case.id, v.number)
-        report = _report(out)
-        if report is None:
-            raise HTTPException(409, f"version {v.number} is {v.status} and has no report")
+        case, v, out, report = designed(case_id, key, session, version, "report")
         audit(session, key, "report", case.id, version=v.number)
         if (out / "report.html").is_file():
             return HTMLResponse((out / "report.html").read_text())
@@ -296,11 +298,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     @app.get("/cases/{case_id}/review.glb")
     def review_glb(case_id: str, key: Caller, session: DB, version: int | None = None):
         need(key, "orthotist")
-        case = visible_case(session, key, case_id)
-        v = pick_version(key, case, version)
-        out = storage.out_dir(case.id, v.number)
-        if _report(out) is None:
-            raise HTTPException(409, f"version {v.number} is {v.status} and has no model")
+        case, v, out, _ = designed(case_id, key, session, version, "model")
         audit(session, key, "review model", case.id, version=v.number)
         return Response(pages.review_glb(out), media_type="model/gltf-binary")
 
