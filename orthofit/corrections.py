@@ -117,7 +117,69 @@ def extra_clearance(rx: Prescription, landmarks: dict[str, np.ndarray | None],
             # How far the support presses into the scanned sole, on purpose.
             "intended_indentation_mm": round(max(height - rx.clearance_mm, 0.0), 3)})
     press_most = rx.corrections.arch_support_mm + rx.corrections.metatarsal_pad_mm
+    for side in ("medial", "lateral"):
+        degrees = getattr(rx.corrections, f"heel_post_{side}_deg")
+        if degrees <= 0:
+            continue
+        centre, half_width, toward = _heel_seat(landmarks, limb, side)
+        rise = 2.0 * half_width * np.tan(np.radians(degrees))
+        supports.append(_post(centre, half_width, toward, degrees, landmarks))
+        press_most += rise
+        applied["supports"].append({
+            "kind": "heel_post", "side": side, "degrees": degrees,
+            "centre_mm": [round(float(c), 3) for c in centre],
+            "heel_width_mm": round(2.0 * half_width, 3),
+            "rise_mm": round(float(rise), 3),
+            "intended_indentation_mm": round(max(float(rise) - rx.clearance_mm, 0.0), 3)})
     return ExtraClearance(parts, most, applied, supports, press_most)
+
+
+# A heel post tilts the heel's seat from the heel back to this share of the
+# foot's length, easing out by the next, and acts on the sole only: full up
+# to this height above the floor, gone by the next (mm), so the heel cup's
+# walls are not pushed in [eng].
+_POST_FULL_FL, _POST_GONE_FL = 0.3, 0.45
+_POST_SOLE_FULL_MM, _POST_SOLE_GONE_MM = 4.0, 14.0
+# The heel's seat is measured on the skin below this height, over this share
+# of the foot's length from the heel [eng].
+_SEAT_HEIGHT_MM, _SEAT_FL = 12.0, (0.05, 0.25)
+
+
+def _heel_seat(landmarks: dict, limb: trimesh.Trimesh, side: str
+               ) -> tuple[np.ndarray, float, float]:
+    """The heel seat's centre on the floor, its half-width, and the y sign of ``side``."""
+    heel, toe = np.asarray(landmarks["heel"]), np.asarray(landmarks["toe_tip"])
+    mth1, mth5 = np.asarray(landmarks["mth1"]), np.asarray(landmarks["mth5"])
+    fl = float(toe[0] - heel[0])
+    v = np.asarray(limb.vertices)
+    seat = v[(v[:, 2] < _SEAT_HEIGHT_MM) & (v[:, 0] > heel[0] + _SEAT_FL[0] * fl)
+             & (v[:, 0] < heel[0] + _SEAT_FL[1] * fl)]
+    if len(seat) < 10:
+        raise CannotServeError("heel posting tilts the heel's seat, and the scan shows too "
+                               "little of the heel's underside; scan the heel again")
+    lo, hi = np.percentile(seat[:, 1], [2.0, 98.0])
+    medial = 1.0 if mth1[1] > mth5[1] else -1.0
+    toward = medial if side == "medial" else -medial
+    centre = np.array([heel[0] + 0.5 * sum(_SEAT_FL) * fl, 0.5 * (lo + hi), 0.0])
+    return centre, 0.5 * float(hi - lo), toward
+
+
+def _post(centre: np.ndarray, half_width: float, toward: float, degrees: float,
+          landmarks: dict):
+    """The heel seat tilted ``degrees``: 0 at its one edge, rising across to the other."""
+    heel, toe = np.asarray(landmarks["heel"]), np.asarray(landmarks["toe_tip"])
+    fl = float(toe[0] - heel[0])
+    slope = np.tan(np.radians(degrees))
+    full_x, gone_x = heel[0] + _POST_FULL_FL * fl, heel[0] + _POST_GONE_FL * fl
+
+    def field(points: np.ndarray) -> np.ndarray:
+        across = np.clip(toward * (points[:, 1] - centre[1]) + half_width, 0.0, 2 * half_width)
+        rear = 1.0 - smoothstep((points[:, 0] - full_x) / (gone_x - full_x))
+        sole = 1.0 - smoothstep((points[:, 2] - _POST_SOLE_FULL_MM)
+                                / (_POST_SOLE_GONE_MM - _POST_SOLE_FULL_MM))
+        return slope * across * rear * sole
+
+    return field
 
 
 # Where supports sit, in foot lengths [eng, after common insole patterns]: the

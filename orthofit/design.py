@@ -20,7 +20,7 @@ import trimesh
 
 from .anatomy import shank_axis
 from .checks import run_checks
-from .corrections import OTHER_SIDE, correct_ankle, extra_clearance
+from .corrections import OTHER_SIDE, correct_ankle, extra_clearance, sagittal_angle
 from .errors import CannotServeError
 from .intake import IntakeResult, Progress, round_point
 from .params import AnatomyParams
@@ -120,10 +120,11 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     if landmarks["heel"] is None or landmarks["toe_tip"] is None:
         raise CannotServeError("the scan gives no foot landmarks; scan the foot again")
     limb, top_z, ankle = intake.limb, intake.top_z, None
-    if rx.corrections.ankle_angle_deg is not None:
-        def shank(vertices: np.ndarray) -> np.ndarray:
-            return shank_axis(vertices, intake.foot_length, AnatomyParams())[1]
 
+    def shank(vertices: np.ndarray) -> np.ndarray:
+        return shank_axis(vertices, intake.foot_length, AnatomyParams())[1]
+
+    if rx.corrections.ankle_angle_deg is not None:
         turned = correct_ankle(limb, landmarks, rx.corrections.ankle_angle_deg, shank)
         # The top cut tilts with the shank: its lowest point is the new top.
         top_ring = np.asarray(limb.vertices)[:, 2] > top_z - 1.0
@@ -135,6 +136,16 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
                    "mirror": rx.corrections.mirror, "ankle_angle": ankle}
     if rx.corrections.mirror:
         corrections["scanned_side"] = OTHER_SIDE[intake.side.value]
+    if rx.device == "foot-orthosis":
+        corrections["heel_cup_depth_mm"] = rx.trimlines.heel_cup_height_mm
+    if "shoe_heel_pitch" in trim.summary:
+        pitch = dict(trim.summary["shoe_heel_pitch"])
+        if landmarks.get("calf") is not None:
+            # In the shoe the device tilts forward by the pitch angle, and the
+            # shank with it: the shank-to-vertical angle, forward positive.
+            lean = 90.0 - sagittal_angle(shank(np.asarray(limb.vertices)))
+            pitch["shank_to_vertical_in_shoe_deg"] = round(lean + pitch["pitch_deg"], 2)
+        corrections["shoe_heel_pitch"] = pitch
     done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
     device = build_shell(limb, trim, clearance=rx.clearance_mm,
                          thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,

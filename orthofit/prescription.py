@@ -156,6 +156,20 @@ class Corrections(BaseModel):
     # heads, 3-6 mm [typ].
     arch_support_mm: float = Field(default=0.0, ge=0.0, le=15.0)
     metatarsal_pad_mm: float = Field(default=0.0, ge=0.0, le=8.0)
+    # Heel posting (intrinsic): the heel's seat tilted across the foot by
+    # this many degrees, its medial side raised (inverting the heel) or its
+    # lateral side (everting it); rearfoot posts are 2-6 degrees, rarely
+    # over 8 [typ].  One side only.
+    heel_post_medial_deg: float = Field(default=0.0, ge=0.0, le=10.0)
+    heel_post_lateral_deg: float = Field(default=0.0, ge=0.0, le=10.0)
+    # Heel cup depth of a foot orthosis (mm), 10-20 [typ]; None keeps
+    # trimlines.heel_cup_height_mm, which this sets when given.
+    heel_cup_depth_mm: float | None = Field(default=None, ge=5.0, le=40.0)
+    # The shoe's heel pitch: its heel seat this much above its forefoot floor
+    # (mm); everyday shoes 10-25, children's 5-15 [typ].  The footplate's
+    # underside ahead of the metatarsal heads follows the shoe's forefoot
+    # floor, so the device stands flush in the shoe.
+    shoe_heel_pitch_mm: float = Field(default=0.0, ge=0.0, le=40.0)
 
 
 _MALLEOLI = [Relief(at="medial_malleolus"), Relief(at="lateral_malleolus")]
@@ -220,11 +234,7 @@ class Prescription(BaseModel):
             reliefs = [] if self.device == "foot-orthosis" else list(_MALLEOLI)
             object.__setattr__(self, "corrections",
                                self.corrections.model_copy(update={"reliefs": reliefs}))
-        if self.corrections.ankle_angle_deg is not None and self.device in ("smo",
-                                                                             "foot-orthosis"):
-            raise ValueError(f"corrections.ankle_angle_deg holds the ankle with a calf section, "
-                             f"and device {self.device} has none; prescribe a solid-afo or "
-                             f"posterior-leaf-spring, or drop the ankle angle")
+        _refuse_impossible_corrections(self)
         if self.printer == "custom":
             if self.build_volume_mm is None or min(self.build_volume_mm) <= 0:
                 raise ValueError("printer 'custom' needs build_volume_mm: three positive "
@@ -247,6 +257,39 @@ class Prescription(BaseModel):
         if self.printer == "custom":
             return Printer(name="custom", build_volume_mm=self.build_volume_mm)
         return PRINTERS[self.printer]
+
+
+def _refuse_impossible_corrections(rx: Prescription) -> None:
+    """Refuse corrections that cannot go together, naming both parameters; fill heel cup depth."""
+    c = rx.corrections
+    if c.ankle_angle_deg is not None and rx.device in ("smo", "foot-orthosis"):
+        raise ValueError(f"corrections.ankle_angle_deg holds the ankle with a calf section, "
+                         f"and device {rx.device} has none; prescribe a solid-afo or "
+                         f"posterior-leaf-spring, or drop the ankle angle")
+    if c.heel_post_medial_deg > 0 and c.heel_post_lateral_deg > 0:
+        raise ValueError("corrections.heel_post_medial_deg and "
+                         "corrections.heel_post_lateral_deg tilt the heel opposite ways; "
+                         "prescribe one of them")
+    if rx.trimlines.footplate == "three-quarter":
+        for name in ("growth_length_mm", "metatarsal_pad_mm", "shoe_heel_pitch_mm"):
+            if getattr(c, name) > 0:
+                raise ValueError(f"corrections.{name} acts at or beyond the metatarsal "
+                                 f"heads, and trimlines.footplate three-quarter ends behind "
+                                 f"them; prescribe a sulcus, full or toe-extension footplate, "
+                                 f"or drop {name}")
+    if c.heel_cup_depth_mm is not None:
+        if rx.device != "foot-orthosis":
+            raise ValueError(f"corrections.heel_cup_depth_mm shapes a foot orthosis's heel "
+                             f"cup, and device {rx.device} wraps the heel up to its own "
+                             f"trimlines; drop heel_cup_depth_mm or prescribe a "
+                             f"foot-orthosis")
+        given = "heel_cup_height_mm" in rx.trimlines.model_fields_set
+        if given and rx.trimlines.heel_cup_height_mm != c.heel_cup_depth_mm:
+            raise ValueError(f"corrections.heel_cup_depth_mm {c.heel_cup_depth_mm} and "
+                             f"trimlines.heel_cup_height_mm {rx.trimlines.heel_cup_height_mm} "
+                             f"give the heel cup two depths; give one of them")
+        object.__setattr__(rx, "trimlines", rx.trimlines.model_copy(
+            update={"heel_cup_height_mm": c.heel_cup_depth_mm}))
 
 
 def prescription_schema() -> dict:

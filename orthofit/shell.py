@@ -168,7 +168,8 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     ----------
     limb : closed limb, device frame, mm
     trim : field over points, negative where the device exists (trimlines);
-        its optional ``plate`` field (with ``plate_box``) adds a toe plate
+        its optional ``plates`` (fields with their boxes) add solids to the
+        footplate: a toe plate, a forefoot wedge
     clearance : gap between skin and the wall's inner face, mm
     thickness : wall thickness, mm
     flare : extra clearance reached at a trim edge, mm
@@ -203,9 +204,9 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
                 & (offsets[None, :] >= clearance - pressed - params.band_margin_mm - step))
         probes = probes[near]
     probes = probes.reshape(-1, 3)
-    plate, plate_box = getattr(trim, "plate", None), getattr(trim, "plate_box", None)
-    if plate_box is not None:
-        lo_p, hi_p = plate_box[0] - params.band_margin_mm, plate_box[1] + params.band_margin_mm
+    plates = getattr(trim, "plates", [])
+    for _, (lo_p, hi_p) in plates:
+        lo_p, hi_p = lo_p - params.band_margin_mm, hi_p + params.band_margin_mm
         axes = [np.arange(lo_p[i], hi_p[i] + step, step) for i in range(3)]
         probes = np.vstack([probes, np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)])
     probes = probes[trim(probes) < params.band_margin_mm + params.flare_reach_mm]
@@ -230,8 +231,8 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     if press is not None:
         inner = inner - press(nodes)
     wall = np.maximum(inner - d, d - outer)
-    if plate is not None:
-        # The plate stays outside the clearance, like the wall it joins.
+    for plate, _ in plates:
+        # A plate stays outside the clearance, like the wall it joins.
         wall = np.minimum(wall, np.maximum(plate(nodes), inner - d))
     value = _smooth_max(wall, t, params.edge_round_share * thickness)
     volume = np.full(shape, step * 2, dtype=np.float32)

@@ -67,10 +67,10 @@ class Trim:
     landmarks: dict[str, np.ndarray | None]
     summary: dict[str, Any] = field(default_factory=dict)
     _parts: list = field(default_factory=list)
-    #: A toe plate: a slab continuing the footplate beyond the toes, as a
-    #: field (negative inside) with the box that holds it, or None.
-    plate: Any = None
-    plate_box: tuple[np.ndarray, np.ndarray] | None = None
+    #: Solids added to the footplate (a toe plate beyond the toes, a forefoot
+    #: wedge for the shoe's heel pitch), each a field (negative inside) with
+    #: the box (lo, hi) that holds it; the shell keeps them outside the clearance.
+    plates: list[tuple[Any, tuple[np.ndarray, np.ndarray]]] = field(default_factory=list)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """Field over points (n, 3) mm: negative where the device exists."""
@@ -100,9 +100,39 @@ def _toe_plate(rx: Prescription, lm: dict, end_x: float, trim: "Trim") -> None:
                                   p[:, 0] - fill_end, start - p[:, 0], across])
         return np.minimum(slab, fill)
 
-    trim.plate = plate
-    trim.plate_box = (np.array([start, y_mid - half, bottom]),
-                      np.array([end_x, y_mid + half, fill_top]))
+    trim.plates.append((plate, (np.array([start, y_mid - half, bottom]),
+                                np.array([end_x, y_mid + half, fill_top]))))
+
+
+def _pitch_wedge(rx: Prescription, lm: dict, end_x: float, trim: "Trim") -> None:
+    """A wedge under the forefoot for a shoe whose heel seat is ``shoe_heel_pitch_mm`` up.
+
+    In such a shoe the heel and the metatarsal heads rest on a floor that
+    falls by the pitch between them, so the device tilts forward by the
+    pitch angle; ahead of the metatarsal heads the shoe's forefoot floor is
+    flat again.  The wedge fills the device's underside down to that floor:
+    from nothing at the heads to its deepest at the footplate's end.
+    """
+    pitch = rx.corrections.shoe_heel_pitch_mm
+    hinge_x = float(0.5 * (lm["mth1"][0] + lm["mth5"][0]))
+    angle = float(np.arcsin(pitch / max(hinge_x - float(lm["heel"][0]), pitch + 1.0)))
+    slope = np.tan(angle)
+    underside, top = -(rx.clearance_mm + rx.thickness_mm), -rx.clearance_mm
+    y_mid = 0.5 * (lm["mth1"][1] + lm["mth5"][1])
+    half = 0.5 * abs(lm["mth1"][1] - lm["mth5"][1])
+    deepest = underside - slope * (end_x - hinge_x)
+
+    def wedge(p: np.ndarray) -> np.ndarray:
+        floor = underside - slope * np.maximum(p[:, 0] - hinge_x, 0.0)
+        return np.maximum.reduce([floor - p[:, 2], p[:, 2] - top, p[:, 0] - end_x,
+                                  hinge_x - p[:, 0], np.abs(p[:, 1] - y_mid) - half])
+
+    trim.plates.append((wedge, (np.array([hinge_x, y_mid - half, deepest]),
+                                np.array([end_x, y_mid + half, top]))))
+    trim.summary["shoe_heel_pitch"] = {
+        "pitch_mm": pitch, "pitch_deg": round(float(np.degrees(angle)), 3),
+        "hinge_x_mm": round(hinge_x, 3),
+        "wedge_at_end_mm": round(float(slope * (end_x - hinge_x)), 3)}
 
 
 # The toe plate starts this far behind the toe tip, under the toes, so it
@@ -132,6 +162,8 @@ def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
     if end_x > float(toe[0]) + rx.clearance_mm + 1e-6:
         # A toe extension, or growth room beyond a full footplate: a toe plate.
         _toe_plate(rx, lm, end_x, trim)
+    if rx.corrections.shoe_heel_pitch_mm > 0:
+        _pitch_wedge(rx, lm, end_x, trim)
     if rx.device == "foot-orthosis":
         trim._parts.append(_foot_orthosis(rx, lm, end_x, foot_length, params, trim.summary))
         return trim

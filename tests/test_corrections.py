@@ -169,3 +169,100 @@ def test_support_raises_the_footplate_by_its_height_at_its_centre(scanned, kind,
     # Pressing 4 mm into the sole on purpose is reported, and is no failed check.
     assert support["intended_indentation_mm"] == pytest.approx(6.0 - 2.0)
     assert supported.passed, {k: v for k, v in supported.checks.items() if not v["passed"]}
+
+
+def _fit_slope(xs: np.ndarray, zs: np.ndarray) -> float:
+    return float(np.polyfit(xs, zs, 1)[0])
+
+
+@pytest.mark.parametrize("side", ["medial", "lateral"])
+def test_heel_post_tilts_the_heel_seat_by_its_degrees(scanned, side):
+    intake, _ = scanned
+    plain = run_design(intake, Prescription(device="foot-orthosis"))
+    posted = run_design(intake, Prescription(device="foot-orthosis",
+                                             corrections={f"heel_post_{side}_deg": 5.0}))
+    (post,) = posted.corrections["supports"]
+    assert post["kind"] == "heel_post" and post["side"] == side
+    x, y, _ = post["centre_mm"]
+    half = post["heel_width_mm"] / 2
+    # Across the middle of the heel's seat, the inner face's rise over the plain one.
+    ys = y + np.linspace(-0.5, 0.5, 9) * half
+    rise = np.array([_inner_face_z(posted.device, x, yi) - _inner_face_z(plain.device, x, yi)
+                     for yi in ys])
+    lm = posted.landmarks
+    medial_y = 1.0 if lm["mth1"][1] > lm["mth5"][1] else -1.0
+    raised_y = medial_y if side == "medial" else -medial_y
+    tilt = np.degrees(np.arctan(raised_y * _fit_slope(ys, rise)))
+    assert tilt == pytest.approx(5.0, abs=0.5)
+    # The raised edge presses into the heel on purpose; that is reported apart.
+    assert post["intended_indentation_mm"] == pytest.approx(post["rise_mm"] - 2.0, abs=1e-3)
+    assert posted.passed, {k: v for k, v in posted.checks.items() if not v["passed"]}
+
+
+def _underside_z(device: trimesh.Trimesh, x: float, y: float) -> float:
+    hits, _, _ = device.ray.intersects_location([[x, y, -80.0]], [[0.0, 0.0, 1.0]])
+    return float(hits[:, 2].min())
+
+
+@pytest.mark.parametrize("device", ["foot-orthosis", "solid-afo"])
+def test_shoe_heel_pitch_lets_the_forefoot_fall_to_the_shoe_floor(scanned, device):
+    intake, _ = scanned
+    rx = {"device": device, "trimlines": {"proximal_height_mm": 250.0, "footplate": "full"}}
+    if device == "foot-orthosis":
+        rx["trimlines"] = {"footplate": "full"}
+    result = run_design(intake, Prescription(**rx, corrections={"shoe_heel_pitch_mm": 20.0}))
+    lm = result.landmarks
+    heel_x, hinge_x = float(lm["heel"][0]), float(0.5 * (lm["mth1"][0] + lm["mth5"][0]))
+    y = float(0.5 * (lm["mth1"][1] + lm["mth5"][1]))
+    # Stood in the shoe, heel seat 20 mm above the forefoot floor: the device
+    # turns forward until the heads touch that floor, heel to heads falling 20 mm.
+    expected = np.degrees(np.arcsin(20.0 / (hinge_x - heel_x)))
+    ahead = np.linspace(hinge_x + 10.0, float(lm["toe_tip"][0]) - 10.0, 8)
+    behind = np.linspace(hinge_x - 60.0, hinge_x - 15.0, 6)
+    fall = (np.degrees(np.arctan(-_fit_slope(ahead, [_underside_z(result.device, x, y)
+                                                     for x in ahead])))
+            - np.degrees(np.arctan(-_fit_slope(behind, [_underside_z(result.device, x, y)
+                                                        for x in behind]))))
+    assert fall == pytest.approx(expected, abs=0.7)
+    pitch = result.corrections["shoe_heel_pitch"]
+    assert pitch["pitch_deg"] == pytest.approx(expected, abs=0.01)
+    if device == "solid-afo":
+        # The upright analytic leg leans forward by the pitch angle in the shoe.
+        assert pitch["shank_to_vertical_in_shoe_deg"] == pytest.approx(expected, abs=1.5)
+    assert result.passed, {k: v for k, v in result.checks.items() if not v["passed"]}
+
+
+def test_heel_cup_depth_sets_the_height_of_the_heel_cup(scanned):
+    intake, _ = scanned
+    tops = []
+    for depth in (12.0, 24.0):
+        result = run_design(intake, Prescription(device="foot-orthosis",
+                                                 corrections={"heel_cup_depth_mm": depth}))
+        heel_x = float(result.landmarks["heel"][0])
+        v = result.device.vertices
+        tops.append(v[v[:, 0] < heel_x + 20.0][:, 2].max())
+        assert result.corrections["heel_cup_depth_mm"] == depth
+        assert result.passed, {k: v for k, v in result.checks.items() if not v["passed"]}
+    assert tops[1] - tops[0] == pytest.approx(12.0, abs=1.0)
+
+
+@pytest.mark.parametrize("rx,names", [
+    ({"device": "solid-afo", "corrections": {"heel_cup_depth_mm": 15.0}},
+     ["heel_cup_depth_mm", "device solid-afo"]),
+    ({"device": "foot-orthosis", "trimlines": {"heel_cup_height_mm": 12.0},
+      "corrections": {"heel_cup_depth_mm": 18.0}}, ["heel_cup_depth_mm", "heel_cup_height_mm"]),
+    ({"device": "foot-orthosis", "corrections": {"heel_post_medial_deg": 4.0,
+                                                 "heel_post_lateral_deg": 2.0}},
+     ["heel_post_medial_deg", "heel_post_lateral_deg"]),
+    ({"device": "solid-afo", "trimlines": {"footplate": "three-quarter"},
+      "corrections": {"shoe_heel_pitch_mm": 10.0}}, ["shoe_heel_pitch_mm", "footplate"]),
+    ({"device": "foot-orthosis", "trimlines": {"footplate": "three-quarter"},
+      "corrections": {"metatarsal_pad_mm": 4.0}}, ["metatarsal_pad_mm", "footplate"]),
+    ({"device": "smo", "trimlines": {"footplate": "three-quarter"},
+      "corrections": {"growth_length_mm": 8.0}}, ["growth_length_mm", "footplate"]),
+])
+def test_corrections_that_cannot_go_together_are_refused_naming_both(rx, names):
+    with pytest.raises(ValueError) as refused:
+        Prescription(**rx)
+    for name in names:
+        assert name in str(refused.value)

@@ -50,3 +50,6 @@ def test_insole_recipe_gives_a_passing_insole_on_every_sample(scan):
     supports = {s["kind"]: s for s in result.corrections["supports"]}
     assert supports["arch_support"]["intended_indentation_mm"] == pytest.approx(6.0)
     assert supports["metatarsal_pad"]["height_mm"] == 4.0
+    assert supports["heel_post"]["side"] == "medial" and supports["heel_post"]["degrees"] == 4
+    assert result.corrections["heel_cup_depth_mm"] == 18
+    assert result.corrections["shoe_heel_pitch"]["pitch_mm"] == 10
