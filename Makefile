@@ -26,7 +26,8 @@ demo: setup
 # real headless Chromium, both from Debian's packages.
 test: setup
 	scripts/install-test-deps
-	url=$$(scripts/start-postgres) && ORTHOFIT_TEST_POSTGRES_URL=$$url $(BIN)/python -m pytest
+	url=$$(scripts/start-postgres) && broker=$$(scripts/start-redis) && \
+	  ORTHOFIT_TEST_POSTGRES_URL=$$url ORTHOFIT_TEST_BROKER_URL=$$broker $(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python -m bench.bench_intake

@@ -8,7 +8,7 @@ terminal.  Errors become exit codes in exactly one place, :func:`main`:
 2     bad usage or an invalid option value
 3     unreadable or invalid input file
 4     the input cannot give what was asked (no foot; an AFO from a foot-only scan)
-5     output written but a check failed
+5     output written but a check failed; in a batch, some scans failed
 ====  =====================================================================
 
 Every non-zero exit prints one line on stderr saying what is wrong and what
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import CheckFailedError, OrthofitError, UsageError
+from .errors import CheckFailedError, OrthofitError, UsageError, validation_problems
 from .params import Side, UpAxis, Units, WeightBearing
 from .prescription import Device, MaterialName, PrinterName
 
@@ -131,7 +132,7 @@ def design(
     """Design the prescribed orthosis from a raw scan; check it; write the files."""
     from .design import DESIGN_STAGES
     from .intake import STAGES
-    from .pipeline import design_file, write_design
+    from .pipeline import checks_failed, design_file, write_design
 
     rx = _prescription(prescription, device=device, thickness_mm=thickness,
                        clearance_mm=clearance, material=material, printer=printer,
@@ -143,10 +144,9 @@ def design(
     _render_checks(result.checks)
     for name, path in paths.items():
         _err.print(f"wrote {path}")
-    if not result.passed:
-        failed = ", ".join(n for n, c in result.checks.items() if not c["passed"])
-        raise CheckFailedError(f"the device was written but failed these checks: {failed}; "
-                               f"see {outdir / 'report.json'}")
+    failure = checks_failed(result, outdir)
+    if failure is not None:
+        raise failure
 
 
 @app.command()
@@ -204,15 +204,9 @@ def schema(
 
 def _prescription(path: Path | None, *, scan: dict[str, Any], **fields: Any) -> Any:
     """The prescription: a file's, with any flags given laid over it."""
-    from .io import read_prescription_file
-    from .prescription import Prescription
+    from .pipeline import load_prescription
 
-    data: dict[str, Any] = read_prescription_file(path) if path is not None else {}
-    data.update({k: v for k, v in fields.items() if v is not None})
-    given_scan = {k: v for k, v in scan.items() if v is not None}
-    if given_scan:
-        data["scan"] = {**data.get("scan", {}), **given_scan}
-    return _options(Prescription, **data)
+    return load_prescription(path, scan=scan, **fields)
 
 
 def _render_checks(checks: dict[str, dict]) -> None:
@@ -232,9 +226,7 @@ def _options(model: Any, **values: Any) -> Any:
     try:
         return model(**values)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"invalid {field}: {first['msg']}") from exc
+        raise UsageError("invalid " + "; ".join(validation_problems(exc.errors()))) from exc
 
 
 def _with_progress(job, stages: tuple[str, ...]):
@@ -286,6 +278,128 @@ def _render_intake(data: dict[str, Any]) -> None:
         _out.print(f"[yellow]warning:[/yellow] {warning}")
 
 
+@app.command()
+def batch(
+    source: Annotated[Path, typer.Argument(
+        help="A folder of scans, or a manifest (.csv or .jsonl) with the columns scan, "
+             "prescription, side, units, up, weight_bearing, case_ref.")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Where to write the results.")],
+    prescription: Annotated[Path | None, typer.Option(
+        "--prescription", help="Prescription for scans the manifest gives none.")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        "-j", "--jobs", min=1, help="Design processes at once (default: the cores).")] = None,
+    broker: Annotated[str | None, typer.Option(
+        "--broker", help="Celery broker (redis://... or amqp://...): run on 'orthofit "
+                         "worker' processes instead; default ORTHOFIT_BROKER_URL.")] = None,
+) -> None:
+    """Design a folder or manifest of scans; resumable; summary.csv and summary.json."""
+    from .batch import CeleryRunner, LocalRunner, default_jobs, run_batch
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    broker = broker or settings.broker_url
+    if broker:
+        settings = Settings(**{**settings.__dict__, "broker_url": broker})
+        runner = CeleryRunner(settings)
+        where = f"Celery workers via {_redact(broker)}"
+    else:
+        runner = LocalRunner(jobs or default_jobs(), timeout_s=settings.job_timeout_s,
+                             max_attempts=settings.max_attempts)
+        where = f"{runner.jobs} local processes"
+    progress = _BatchBar(where)
+    try:
+        rows = run_batch(source, outdir, runner=runner, prescription=prescription,
+                         progress=progress)
+    finally:
+        progress.close()
+    failed = [r for r in rows if r.status != "ok"]
+    reused = sum(r.reused for r in rows)
+    _err.print(f"{len(rows) - len(failed)} ok, {len(failed)} failed"
+               f"{f', {reused} unchanged from an earlier run' if reused else ''}; "
+               f"wrote {outdir / 'summary.csv'} and summary.json")
+    if failed:
+        raise CheckFailedError(f"{len(failed)} of {len(rows)} scans failed; see "
+                               f"{outdir / 'summary.csv'}")
+
+
+class _BatchBar:
+    """A progress bar on stderr: done, failed, remaining and the time left."""
+
+    def __init__(self, where: str):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.where = where
+        self.bar = Progress(TextColumn("[bold]batch[/bold]"), BarColumn(),
+                            TextColumn("{task.fields[counts]}"), TextColumn("ETA"),
+                            TimeRemainingColumn(), console=_err, transient=False)
+        self.task = None
+        self.ok = self.failed = self.total = 0
+
+    def start(self, total: int, reused: list) -> None:
+        _err.print(f"{total} scans on {self.where}"
+                   f"{f'; {len(reused)} unchanged from an earlier run' if reused else ''}")
+        self.total = total
+        self.ok = sum(r.status == "ok" for r in reused)
+        self.failed = len(reused) - self.ok
+        self.bar.start()
+        self.task = self.bar.add_task("batch", total=total, completed=len(reused),
+                                      counts=self._counts())
+
+    def advance(self, result) -> None:
+        if result.status == "ok":
+            self.ok += 1
+        else:
+            self.failed += 1
+            self.bar.console.print(f"[red]✗[/red] {result.scan}: {result.reason} "
+                                   f"(exit {result.exit_code}): {result.message}",
+                                   markup=True, highlight=False)
+        self.bar.update(self.task, advance=1, counts=self._counts())
+
+    def _counts(self) -> str:
+        left = self.total - self.ok - self.failed
+        return f"done {self.ok} · failed {self.failed} · remaining {left}"
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _redact(url: str) -> str:
+    """A broker URL without its password, for printing."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+@app.command()
+def worker(
+    broker: Annotated[str | None, typer.Option(
+        "--broker", help="Celery broker (redis://... or amqp://...); default "
+                         "ORTHOFIT_BROKER_URL.")] = None,
+    concurrency: Annotated[int, typer.Option(
+        "-c", "--concurrency", min=1, help="Design jobs at once in this worker.")] = 1,
+    name: Annotated[str | None, typer.Option(
+        "-n", "--name", help="Worker name (default: orthofit-<pid>@<host>).")] = None,
+) -> None:
+    """Run a Celery worker for design jobs (shares ORTHOFIT_DATA_DIR and the database)."""
+    import socket
+
+    from .settings import Settings
+    from .tasks import QUEUE, celery_app
+
+    settings = Settings.from_env()
+    broker = broker or settings.broker_url
+    if not broker:
+        raise UsageError("a worker needs a broker: give --broker redis://... or amqp://..., "
+                         "or set ORTHOFIT_BROKER_URL")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    name = name or f"orthofit-{os.getpid()}@{socket.gethostname()}"
+    _err.print(f"orthofit worker {name} on {_redact(broker)} (data {settings.data_dir}, "
+               f"{concurrency} at once, limit {settings.job_timeout_s:.0f} s, "
+               f"{settings.max_attempts} attempts)")
+    celery_app(broker).worker_main(["worker", "--loglevel=INFO", "--pool=prefork",
+                                    f"--concurrency={concurrency}", "-Q", QUEUE, "-n", name,
+                                    "--without-gossip", "--without-mingle",
+                                    "--without-heartbeat"])
+
+
 keys_app = typer.Typer(help="Create and revoke the review service's API keys "
                              "(on the server machine).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -299,7 +413,7 @@ def keys_create(
     """Create a key; it is shown once, and stored only as its hash."""
     from service.db import ROLES, connect
     from service.keys import create_key
-    from service.settings import Settings
+    from .settings import Settings
 
     if role not in ROLES:
         raise UsageError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -321,7 +435,7 @@ def keys_revoke(
     """Revoke a key at once."""
     from service.db import connect
     from service.keys import revoke_key
-    from service.settings import Settings
+    from .settings import Settings
 
     with connect(Settings.from_env().database_url)() as session:
         try:
@@ -341,7 +455,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
-    from service.settings import Settings
+    from .settings import Settings
 
     settings = Settings.from_env()
     _out.print(f"orthofit review service on http://{host}:{port}  "

@@ -24,6 +24,7 @@ __all__ = [
     "ScanFileError",
     "CannotServeError",
     "CheckFailedError",
+    "validation_problems",
 ]
 
 
@@ -55,3 +56,19 @@ class CheckFailedError(OrthofitError):
     """Output was written, but at least one check did not pass (exit 5)."""
 
     exit_code = 5
+
+
+def validation_problems(errors: list[dict]) -> list[str]:
+    """Pydantic's validation errors as ``field: message`` lines a clinician can act on.
+
+    >>> validation_problems([{"loc": ("corrections", "growth_length_mm"),
+    ...                       "msg": "Input should be less than or equal to 25"},
+    ...                      {"loc": (), "msg": "Value error, give one of them"}])
+    ['corrections.growth_length_mm: Input should be less than or equal to 25', 'give one of them']
+    """
+    out = []
+    for error in errors:
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(p) for p in error["loc"])
+        out.append(f"{where}: {msg}" if where else msg)
+    return out

@@ -19,15 +19,15 @@ import trimesh
 
 from .corrections import OTHER_SIDE, mirror_scan
 from .design import DesignResult, run_design
-from .errors import ScanFileError
+from .errors import CheckFailedError, ScanFileError, UsageError, validation_problems
 from .intake import IntakeResult, Progress, run_intake
-from .io import (dumps_json, read_limb_ply, read_mesh, read_scan, stl_bytes, threemf_bytes,
-                 write_limb_ply, write_png)
+from .io import (dumps_json, read_limb_ply, read_mesh, read_prescription_file, read_scan,
+                 stl_bytes, threemf_bytes, write_limb_ply, write_png)
 from .params import IntakeOptions
 from .prescription import Prescription
 
-__all__ = ["inspect_file", "write_intake", "design_file", "write_design", "write_fit_report",
-           "rebuild_fit_report", "atomic_write"]
+__all__ = ["load_prescription", "checks_failed", "inspect_file", "write_intake", "design_file",
+           "write_design", "write_fit_report", "rebuild_fit_report", "atomic_write"]
 
 _BYTES_PER_MB = 1_000_000
 # What the fit report reads from report.json.
@@ -40,6 +40,40 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def load_prescription(path: str | Path | None, *, scan: dict | None = None,
+                      **fields) -> Prescription:
+    """The prescription in ``path`` (JSON or YAML), with the fields and scan options given
+    (not None) laid over it.
+
+    Raises
+    ------
+    UsageError
+        When the file cannot be read or what it gives is not a valid
+        prescription, naming each field at fault.
+    """
+    import pydantic
+
+    data: dict = read_prescription_file(path) if path is not None else {}
+    data.update({k: v for k, v in fields.items() if v is not None})
+    given_scan = {k: v for k, v in (scan or {}).items() if v is not None}
+    if given_scan:
+        data["scan"] = {**data.get("scan", {}), **given_scan}
+    try:
+        return Prescription(**data)
+    except pydantic.ValidationError as exc:
+        raise UsageError("the prescription is invalid: "
+                         + "; ".join(validation_problems(exc.errors()))) from exc
+
+
+def checks_failed(result: DesignResult, outdir: str | Path) -> CheckFailedError | None:
+    """The error for a written design that failed checks, or None when all passed."""
+    if result.passed:
+        return None
+    failed = ", ".join(n for n, c in result.checks.items() if not c["passed"])
+    return CheckFailedError(f"the device was written but failed these checks: {failed}; "
+                            f"see {Path(outdir) / 'report.json'}")
 
 
 def inspect_file(path: str | Path, options: IntakeOptions, *,

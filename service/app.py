@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orthofit import __version__
-from orthofit.errors import ScanFileError
+from orthofit.errors import ScanFileError, validation_problems
 from orthofit.io import sniff_format
 from orthofit.prescription import Prescription
 
@@ -33,7 +33,7 @@ from . import pages
 from .db import ApiKey, AuditEntry, Case, Organisation, Version, connect
 from .jobs import JobRunner
 from .keys import create_key, find_key, revoke_key
-from .settings import Settings
+from orthofit.settings import Settings
 from .storage import Storage
 
 __all__ = ["create_app"]
@@ -140,8 +140,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         try:
             return Prescription.model_validate_json(text)
         except ValidationError as exc:
-            problems = [f"{'.'.join(str(p) for p in e['loc']) or 'prescription'}: {e['msg']}"
-                        for e in exc.errors()]
+            problems = validation_problems(exc.errors())
             raise HTTPException(422, "the prescription is invalid: " + "; ".join(problems))
 
     def queue_version(session: Session, case: Case, rx: Prescription) -> Version:

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from .db import Version, now
-from .settings import Settings
+from orthofit.settings import Settings
 from .storage import Storage
 
 __all__ = ["JobRunner", "EXIT_REASONS"]

@@ -20,7 +20,7 @@ from sqlalchemy import update
 
 from service.app import create_app
 from service.db import Version, connect
-from service.settings import Settings
+from orthofit.settings import Settings
 from tests.conftest import SCANS
 from tests.service_helpers import (Server, auth, fresh_database, make_keys, prescription,
                                    wait_for)

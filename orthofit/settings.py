@@ -1,4 +1,10 @@
-"""The service's settings, from the environment, with visible defaults."""
+"""Settings of the service, batches and workers, from the environment, with visible defaults.
+
+Every process that runs design jobs (the service, ``orthofit batch`` with a
+broker, ``orthofit worker``) reads the same variables, so they agree on
+where data lives, which database counts attempts and which broker carries
+the tasks.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ __all__ = ["Settings"]
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the service keeps its data and how it runs design jobs."""
+    """Where data lives and how design jobs run."""
 
     data_dir: Path
     database_url: str
@@ -23,6 +29,9 @@ class Settings:
     job_timeout_s: float = 600.0
     # Attempts before a job that crashes or hangs its worker is marked failed.
     max_attempts: int = 3
+    # A Celery broker (redis://... or amqp://...): design jobs go to
+    # ``orthofit worker`` processes; None runs them in an embedded pool.
+    broker_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -36,4 +45,5 @@ class Settings:
             workers=int(env.get("ORTHOFIT_WORKERS", str(os.cpu_count() or 1))),
             job_timeout_s=float(env.get("ORTHOFIT_JOB_TIMEOUT_S", "600")),
             max_attempts=int(env.get("ORTHOFIT_MAX_ATTEMPTS", "3")),
+            broker_url=env.get("ORTHOFIT_BROKER_URL") or None,
         )
