@@ -30,8 +30,10 @@ test: setup
 	  ORTHOFIT_TEST_POSTGRES_URL=$$url ORTHOFIT_TEST_BROKER_URL=$$broker $(BIN)/python -m pytest
 
 bench: setup
+	scripts/install-test-deps  # Redis for the Celery run
 	$(BIN)/python -m bench.bench_intake
 	$(BIN)/python -m bench.bench_design
+	$(BIN)/python -m bench.bench_batch
 
 samples: setup
 	$(BIN)/python -m scans.make_samples

@@ -398,6 +398,7 @@ class CeleryRunner:
                         shutil.copytree(produced, w.out)
                     outcome = JobOutcome(row.exit_code, row.message or "", row.seconds or 0.0)
                     done(w, outcome, row.attempts)
+                    store.delete([row.id])
                 if waiting:
                     time.sleep(self.poll_s)
         finally:

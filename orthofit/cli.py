@@ -458,8 +458,10 @@ def serve(
     from .settings import Settings
 
     settings = Settings.from_env()
+    jobs = (f"design jobs to Celery workers via {_redact(settings.broker_url)}"
+            if settings.broker_url else f"{settings.workers} design workers")
     _out.print(f"orthofit review service on http://{host}:{port}  "
-               f"(data {settings.data_dir}, {settings.workers} design workers)")
+               f"(data {settings.data_dir}, {jobs})")
     _out.print("first key: orthofit keys create --org 'Your clinic' --role admin")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 

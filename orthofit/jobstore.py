@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, create_engine, event, select, update
+from sqlalchemy import (DateTime, Float, Integer, String, Text, create_engine, delete, event,
+                        select, update)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from .jobs import JobOutcome
@@ -124,11 +125,23 @@ class JobStore:
                                                         JobRow.status == "done")).all()
         return found
 
-    def pending_with_ref(self, prefix: str) -> list[JobRow]:
-        """Jobs not yet done whose ref starts with ``prefix``."""
+    def with_ref(self, prefix: str) -> list[JobRow]:
+        """Every job whose ref starts with ``prefix``."""
+        with self.sessions() as s:
+            return list(s.scalars(select(JobRow).where(JobRow.ref.startswith(prefix))))
+
+    def done_with_ref(self, prefix: str) -> list[JobRow]:
+        """The done jobs whose ref starts with ``prefix``."""
         with self.sessions() as s:
             return list(s.scalars(select(JobRow).where(JobRow.ref.startswith(prefix),
-                                                       JobRow.status != "done")))
+                                                       JobRow.status == "done")
+                                  .order_by(JobRow.finished_at)))
+
+    def delete(self, job_ids: list[str]) -> None:
+        """Forget jobs whose outcome has been taken."""
+        with self.sessions() as s:
+            s.execute(delete(JobRow).where(JobRow.id.in_(job_ids)))
+            s.commit()
 
 
 def _now() -> datetime:

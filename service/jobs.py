@@ -1,43 +1,48 @@
-"""Design jobs, run outside the web process in a pool of worker processes.
+"""Design jobs of the service: an embedded pool of worker processes, or Celery workers.
 
-Each job is ``orthofit design`` in its own process (``python -m orthofit``),
-so a crash or a hang in native code takes down only that process.  Jobs are
-claimed from the database (an atomic queued -> running update, so several
-runners can share one database), their attempts counted there; a job that
-kills its process or runs past the time limit goes back to the queue until
-``max_attempts``, then fails with the reason.  On start, jobs left running by
-a stopped service are queued again: nothing is lost.
+Without a broker, threads each drive one ``orthofit design`` process at a
+time (``orthofit.jobs.run_in_subprocess``), so a crash or a hang in native
+code takes down only that process.  Versions are claimed from the database
+(an atomic queued -> running update, so several runners can share one
+database) and their attempts counted there; a job that kills its process or
+runs past the time limit goes back to the queue until ``max_attempts``,
+then fails with the reason.  On start, versions left running by a stopped
+service are queued again: nothing is lost.
+
+With a broker (``ORTHOFIT_BROKER_URL``) the same claim sends the version to
+``orthofit worker`` processes as a design job (``orthofit.jobstore``), its
+inputs and outputs in the data folder the workers share; the job's attempts
+are counted in the database by the workers, and a dispatcher thread copies
+each finished job's outcome onto its version.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
-from .db import Version, now
+from orthofit.jobs import DesignJob, JobOutcome, kill_process_group, run_in_subprocess
 from orthofit.settings import Settings
+
+from .db import Version, now
 from .storage import Storage
 
-__all__ = ["JobRunner", "EXIT_REASONS"]
+__all__ = ["JobRunner"]
 
 log = logging.getLogger(__name__)
 
-#: What each of the CLI's exit codes means for a version that failed.
-EXIT_REASONS = {1: "internal error", 2: "invalid prescription", 3: "unreadable scan",
-                4: "cannot serve", 5: "checks failed"}
+# The dispatcher looks for finished Celery jobs this often (s).
+_POLL_S = 0.5
 
 
 class JobRunner:
-    """Threads that each drive one worker process at a time."""
+    """Runs the service's design jobs: embedded threads, or Celery through a broker."""
 
     def __init__(self, settings: Settings, sessions: sessionmaker, storage: Storage):
         self.settings = settings
@@ -48,16 +53,29 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._procs: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._celery = None
+
+    @property
+    def uses_broker(self) -> bool:
+        return bool(self.settings.broker_url)
 
     def start(self) -> None:
-        with self.sessions() as s:
-            resumed = s.execute(update(Version).where(Version.status == "running")
-                                .values(status="queued")).rowcount
-            s.commit()
-        if resumed:
-            log.info("jobs: %d interrupted jobs queued again", resumed)
-        for i in range(max(1, self.settings.workers)):
-            thread = threading.Thread(target=self._loop, name=f"orthofit-job-{i}", daemon=True)
+        if self.uses_broker:
+            from orthofit.jobstore import JobStore
+
+            self._celery = JobStore(self.settings.database_url)
+            self._resume_sent()
+            targets = [self._dispatch]
+        else:
+            with self.sessions() as s:
+                resumed = s.execute(update(Version).where(Version.status == "running")
+                                    .values(status="queued")).rowcount
+                s.commit()
+            if resumed:
+                log.info("jobs: %d interrupted jobs queued again", resumed)
+            targets = [self._loop] * max(1, self.settings.workers)
+        for i, target in enumerate(targets):
+            thread = threading.Thread(target=target, name=f"orthofit-job-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -70,16 +88,18 @@ class JobRunner:
         with self._lock:
             for version_id in version_ids:
                 if version_id in self._procs:
-                    _kill(self._procs[version_id])
+                    kill_process_group(self._procs[version_id])
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         with self._lock:
             for proc in self._procs.values():
-                _kill(proc)
+                kill_process_group(proc)
         for thread in self._threads:
             thread.join(timeout=10)
+
+    # The embedded pool.
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -94,15 +114,16 @@ class JobRunner:
                 continue
             self._run(*job)
 
-    def _claim(self) -> tuple[int, str, int, str, int] | None:
+    def _claim(self, count_attempt: bool = True) -> tuple[int, str, int, str, int] | None:
         with self.sessions() as s:
             for version in s.scalars(select(Version).where(Version.status == "queued")
                                      .order_by(Version.id).limit(5)):
-                claimed = s.execute(
-                    update(Version).where(Version.id == version.id,
-                                          Version.status == "queued")
-                    .values(status="running", attempts=Version.attempts + 1,
-                            started_at=now())).rowcount
+                values = {"status": "running", "started_at": now()}
+                if count_attempt:
+                    values["attempts"] = Version.attempts + 1
+                claimed = s.execute(update(Version).where(Version.id == version.id,
+                                                          Version.status == "queued")
+                                    .values(**values)).rowcount
                 s.commit()
                 if claimed == 1:
                     s.refresh(version)
@@ -110,91 +131,113 @@ class JobRunner:
                             version.case.scan_format, version.attempts)
         return None
 
+    def _job(self, case_id: str, number: int, fmt: str) -> DesignJob:
+        return DesignJob(scan=self.storage.scan_path(case_id, fmt),
+                         prescription=self.storage.prescription_path(case_id, number),
+                         outdir=self.storage.out_dir(case_id, number))
+
     def _run(self, version_id: int, case_id: str, number: int, fmt: str,
              attempt: int) -> None:
-        out = self.storage.out_dir(case_id, number)
-        shutil.rmtree(out, ignore_errors=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "orthofit", "design",
-                   str(self.storage.scan_path(case_id, fmt)), "-o", str(out),
-                   "--prescription", str(self.storage.prescription_path(case_id, number))]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        job = self._job(case_id, number, fmt)
+        shutil.rmtree(job.outdir, ignore_errors=True)
+        job.outdir.parent.mkdir(parents=True, exist_ok=True)
         log.info("jobs: case %s v%d attempt %d started", case_id, number, attempt)
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=env, start_new_session=True)
-        with self._lock:
-            self._procs[version_id] = proc
-        timed_out = False
+
+        def started(proc: subprocess.Popen) -> None:
+            with self._lock:
+                self._procs[version_id] = proc
+
         try:
-            _, stderr = proc.communicate(timeout=self.settings.job_timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill(proc)
-            _, stderr = proc.communicate()
+            outcome = run_in_subprocess(job, timeout_s=self.settings.job_timeout_s,
+                                        started=started)
         finally:
             with self._lock:
                 self._procs.pop(version_id, None)
-        if self._stop.is_set() and proc.returncode and proc.returncode < 0:
+        if self._stop.is_set() and outcome.exit_code < 0:
             return  # stopped with the service; queued again on the next start
-        self._record(version_id, case_id, number, proc.returncode, timed_out,
-                     _last_error(stderr.decode("utf-8", "replace")), attempt)
+        retry = outcome.crashed and attempt < self.settings.max_attempts
+        self._record(version_id, case_id, number, outcome, attempt, retry=retry)
 
-    def _record(self, version_id: int, case_id: str, number: int, code: int,
-                timed_out: bool, message: str, attempt: int) -> None:
-        crashed = timed_out or code < 0
+    def _record(self, version_id: int, case_id: str, number: int, outcome: JobOutcome,
+                attempt: int, *, retry: bool) -> None:
         with self.sessions() as s:
             version = s.get(Version, version_id)
             if version is None:  # the case was deleted meanwhile: leave nothing behind
                 self.storage.delete_case(case_id)
                 return
-            version.exit_code = code
-            if code == 0:
-                version.status, version.reason, version.message = "ready", None, None
-                version.side = _side(self.storage.out_dir(case_id, number) / "report.json")
-            elif crashed and attempt < self.settings.max_attempts:
+            version.exit_code = outcome.exit_code
+            version.attempts = attempt
+            version.reason = outcome.reason
+            report = self.storage.out_dir(case_id, number) / "report.json"
+            if outcome.exit_code == 0:
+                version.status, version.message = "ready", None
+                version.side = _side(report)
+            elif retry:
                 version.status = "queued"
-                version.reason = "worker lost"
-                version.message = _crash_message(timed_out, code, attempt,
-                                                 self.settings.job_timeout_s)
-            elif crashed:
-                version.status, version.reason = "failed", "worker lost"
-                version.message = (_crash_message(timed_out, code, attempt,
-                                                  self.settings.job_timeout_s)
-                                   + f"; gave up after {attempt} attempts")
+                version.message = f"{outcome.message} on attempt {attempt}"
             else:
                 version.status = "failed"
-                version.reason = EXIT_REASONS.get(code, "internal error")
-                version.message = message or f"orthofit design exited with {code}"
-                if code == 5:
-                    version.side = _side(self.storage.out_dir(case_id, number) / "report.json")
+                version.message = outcome.message or f"orthofit design exited with " \
+                                                     f"{outcome.exit_code}"
+                if outcome.crashed and "gave up" not in version.message:
+                    version.message += f"; gave up after {attempt} attempts"
+                if outcome.exit_code == 5:
+                    version.side = _side(report)
             version.finished_at = now()
             s.commit()
             log.info("jobs: case %s v%d attempt %d: %s (exit %s)", case_id, number, attempt,
-                     version.status, code)
-        if crashed:
+                     version.status, outcome.exit_code)
+        if retry:
             self._wake.set()
 
+    # Celery workers, through the broker.
 
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    def _ref(self, case_id: str, number: int) -> str:
+        return f"case/{case_id}/v{number}"
 
+    def _resume_sent(self) -> None:
+        """Versions left running whose job never reached the database go back to the queue."""
+        sent = {row.ref for row in self._celery.with_ref("case/")}
+        with self.sessions() as s:
+            for version in s.scalars(select(Version).where(Version.status == "running")):
+                if self._ref(version.case_id, version.number) not in sent:
+                    version.status = "queued"
+            s.commit()
 
-def _last_error(stderr: str) -> str:
-    """The CLI's one-line error, as a clinician sees it on the command line."""
-    for line in reversed(stderr.strip().splitlines()):
-        if line.startswith("orthofit: error: "):
-            return line[len("orthofit: error: "):]
-    return ""
+    def _dispatch(self) -> None:
+        from orthofit.jobstore import SharedFolder
+        from orthofit.tasks import DESIGN_TASK, QUEUE, celery_app
 
+        app = celery_app(self.settings.broker_url)
+        shared = SharedFolder(self.settings.data_dir)
+        while not self._stop.is_set():
+            try:
+                while (claimed := self._claim(count_attempt=False)) is not None:
+                    version_id, case_id, number, fmt, _ = claimed
+                    job = self._job(case_id, number, fmt)
+                    job_id = self._celery.add(self._ref(case_id, number),
+                                              shared.key(job.scan), shared.key(job.prescription),
+                                              shared.key(job.outdir))
+                    app.send_task(DESIGN_TASK, args=[job_id], queue=QUEUE)
+                    log.info("jobs: case %s v%d sent to the workers", case_id, number)
+                self._collect()
+            except Exception:  # noqa: BLE001 - a database or broker hiccup must not end it
+                log.exception("jobs: dispatching failed")
+            self._wake.wait(timeout=_POLL_S)
+            self._wake.clear()
 
-def _crash_message(timed_out: bool, code: int, attempt: int, timeout: float) -> str:
-    if timed_out:
-        return f"the design ran longer than {timeout:.0f} s and was stopped (attempt {attempt})"
-    name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else code
-    return f"the design's worker process died ({name}) on attempt {attempt}"
+    def _collect(self) -> None:
+        """Copy finished jobs' outcomes onto their versions."""
+        for row in self._celery.done_with_ref("case/"):
+            _, case_id, number = row.ref.split("/")
+            with self.sessions() as s:
+                version = s.scalars(select(Version).where(
+                    Version.case_id == case_id, Version.number == int(number[1:]))).first()
+                version_id = version.id if version is not None else -1
+            self._record(version_id, case_id, int(number[1:]),
+                         JobOutcome(row.exit_code, row.message or "", row.seconds or 0.0),
+                         row.attempts, retry=False)
+            self._celery.delete([row.id])
 
 
 def _side(report_path) -> str | None:

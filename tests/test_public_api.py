@@ -9,9 +9,10 @@ import pytest
 
 import orthofit
 
-MODULES = ["anatomy", "checks", "clean", "cli", "corrections", "crossings", "design", "errors",
-           "fitmaps", "frame", "intake", "io", "normals", "params", "pipeline", "prescription",
-           "preview", "report", "scene", "shell", "surface", "trimlines"]
+MODULES = ["anatomy", "batch", "checks", "clean", "cli", "corrections", "crossings", "design",
+           "errors", "fitmaps", "frame", "intake", "io", "jobs", "jobstore", "manifest",
+           "normals", "params", "pipeline", "prescription", "preview", "report", "scene",
+           "settings", "shell", "surface", "tasks", "trimlines"]
 
 
 def test_exported_members():
