@@ -19,6 +19,7 @@ import numpy as np
 import trimesh
 
 from .anatomy import shank_axis
+from .attachments import apply_label, plan_attachments
 from .checks import run_checks
 from .corrections import OTHER_SIDE, correct_ankle, extra_clearance, sagittal_angle
 from .errors import CannotServeError
@@ -54,6 +55,8 @@ class DesignResult:
     #: The limb the device was designed around: the scanned one, or with the
     #: ankle turned to the prescribed angle.
     limb: trimesh.Trimesh | None = None
+    #: Strap slots, vents and the label, as placed.
+    attachments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -68,6 +71,7 @@ class DesignResult:
         data["prescription"] = self.prescription.model_dump(mode="json")
         data["trimlines"] = self.trimlines
         data["corrections"] = self.corrections
+        data["attachments"] = self.attachments
         data["checks"] = self.checks
         data["passed"] = self.passed
         fit = self.checks.get("fits_printer", {})
@@ -146,12 +150,16 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
             lean = 90.0 - sagittal_angle(shank(np.asarray(limb.vertices)))
             pitch["shank_to_vertical_in_shoe_deg"] = round(lean + pitch["pitch_deg"], 2)
         corrections["shoe_heel_pitch"] = pitch
+    plan = plan_attachments(rx, landmarks, limb, trim)
     done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
     device = build_shell(limb, trim, clearance=rx.clearance_mm,
                          thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,
                          extra=extra if extra.parts else None, extra_most=extra.most_mm,
                          press=extra.press if extra.supports else None,
-                         press_most=extra.press_most_mm)
+                         press_most=extra.press_most_mm,
+                         cuts=plan.field if plan.cuts else None)
+    if rx.attachments.label is not None:
+        device, plan.applied["label"] = apply_label(device, rx, intake.side.value, landmarks)
     done("shell", f"{len(device.faces):,} triangles")
     checks = run_checks(device, limb, clearance_mm=rx.clearance_mm,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,
@@ -162,5 +170,5 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     done("checks", "all passed" if not failed else f"failed: {', '.join(failed)}")
     return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,
                         trimlines=trim.summary, checks=checks, timings_s=timings,
-                        corrections=corrections, limb=limb)
+                        corrections=corrections, limb=limb, attachments=plan.applied)
 

@@ -172,6 +172,55 @@ class Corrections(BaseModel):
     shoe_heel_pitch_mm: float = Field(default=0.0, ge=0.0, le=40.0)
 
 
+StrapSite = Literal["proximal_calf", "ankle", "forefoot"]
+
+
+class Strap(BaseModel):
+    """A strap through a pair of slots, one each side of the limb, tied to landmarks."""
+
+    model_config = _STRICT
+    # proximal_calf: just below the proximal edge; ankle: across the instep in
+    # front of the malleoli; forefoot: behind the metatarsal heads.
+    at: StrapSite
+    # Strap widths stocked by O&P suppliers: 25, 38 and 50 mm (1, 1.5, 2 in)
+    # [typ]; auto takes the widest whose slots keep the margin.
+    width_mm: Literal[25, 38, 50, "auto"] = "auto"
+
+
+class Vents(BaseModel):
+    """Ventilation holes over the calf section."""
+
+    model_config = _STRICT
+    # Holes of 5-10 mm with bridges at least as wide keep a perforated PP
+    # or PA12 shell stiff [typ].
+    diameter_mm: float = Field(default=8.0, ge=4.0, le=15.0)
+    bridge_mm: float = Field(default=10.0, ge=4.0, le=40.0)
+
+
+class Label(BaseModel):
+    """Case reference, side, device and date on the outer face of the footplate's underside."""
+
+    model_config = _STRICT
+    # The date printed: given, never the clock, so reruns stay byte-identical.
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    style: Literal["deboss", "emboss"] = "deboss"
+    # Depth sunk or height raised (mm); 0.5-1 mm reads well on MJF and FDM prints [typ].
+    depth_mm: float = Field(default=0.6, ge=0.3, le=1.5)
+
+
+class Attachments(BaseModel):
+    """Straps, ventilation and a label, each keeping the shell strong and printable."""
+
+    model_config = _STRICT
+    straps: list[Strap] = Field(default_factory=list)
+    vents: Vents | None = None
+    label: Label | None = None
+    # Solid material kept between a slot or vent hole and any trim edge,
+    # relief, the leaf spring's neck or another hole: about two wall
+    # thicknesses [eng].
+    margin_mm: float = Field(default=6.0, ge=3.0, le=20.0)
+
+
 _MALLEOLI = [Relief(at="medial_malleolus"), Relief(at="lateral_malleolus")]
 
 #: Per-device presets for what the prescription leaves as None.
@@ -221,6 +270,7 @@ class Prescription(BaseModel):
     landmark_overrides: dict[LandmarkName, tuple[float, float, float]] = Field(
         default_factory=dict)
     corrections: Corrections = Corrections()
+    attachments: Attachments = Attachments()
 
     @model_validator(mode="after")
     def _fill_presets(self) -> "Prescription":
@@ -235,6 +285,7 @@ class Prescription(BaseModel):
             object.__setattr__(self, "corrections",
                                self.corrections.model_copy(update={"reliefs": reliefs}))
         _refuse_impossible_corrections(self)
+        _refuse_impossible_attachments(self)
         if self.printer == "custom":
             if self.build_volume_mm is None or min(self.build_volume_mm) <= 0:
                 raise ValueError("printer 'custom' needs build_volume_mm: three positive "
@@ -257,6 +308,30 @@ class Prescription(BaseModel):
         if self.printer == "custom":
             return Printer(name="custom", build_volume_mm=self.build_volume_mm)
         return PRINTERS[self.printer]
+
+
+def _refuse_impossible_attachments(rx: Prescription) -> None:
+    """Refuse attachments the device has no place for, naming both parameters."""
+    a = rx.attachments
+    sites = [strap.at for strap in a.straps]
+    if len(set(sites)) < len(sites):
+        raise ValueError("attachments.straps gives one site twice; one strap per site")
+    if rx.device == "foot-orthosis" and sites:
+        raise ValueError("attachments.straps need side walls to hold them, and device "
+                         "foot-orthosis is worn in the shoe without straps; drop the straps")
+    if "proximal_calf" in sites and rx.device == "smo":
+        raise ValueError("attachments.straps at proximal_calf need a calf section, and device "
+                         "smo has none; use ankle or forefoot")
+    if a.vents is not None and rx.device not in ("solid-afo", "posterior-leaf-spring"):
+        raise ValueError(f"attachments.vents perforate the calf section, and device "
+                         f"{rx.device} has none; drop the vents")
+    if a.label is not None and a.label.style == "deboss":
+        room = rx.thickness_mm - rx.material_spec.structural_min_wall_mm
+        if a.label.depth_mm > room + 1e-9:
+            raise ValueError(f"attachments.label.depth_mm {a.label.depth_mm} would leave less "
+                             f"than the {rx.material_spec.structural_min_wall_mm} mm structural "
+                             f"minimum of {rx.material} under a thickness_mm of "
+                             f"{rx.thickness_mm}; deboss at most {room:.1f} mm or emboss")
 
 
 def _refuse_impossible_corrections(rx: Prescription) -> None:

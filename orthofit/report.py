@@ -93,7 +93,7 @@ def fit_figures(limb: trimesh.Trimesh, device: trimesh.Trimesh, report: dict) ->
     trim_image = _draw_markers(trim_image, limb, landmarks, views)
     trim_image = _label_views(trim_image, names)
 
-    return [
+    figures = [
         Figure("clearance", "Clearance: skin to shell",
                f"The skin under the shell coloured by its gap to the shell's inner face "
                f"(prescribed {clearance:g} mm: green; red where it touches). Skin the "
@@ -109,6 +109,33 @@ def fit_figures(limb: trimesh.Trimesh, device: trimesh.Trimesh, report: dict) ->
                "The skin the shell covers (blue) and the landmarks it is placed by (red "
                "dots; hidden ones are not drawn).", trim_image),
     ]
+    attachments = _attachment_markers(report, rx)
+    if attachments:
+        image = _to_uint8(render_coloured([(device, _COVERED)], views, width=HEAT_MAP_WIDTH,
+                                          height=_PANEL_HEIGHT))
+        image = _label_views(_draw_markers(image, device, attachments, views),
+                             names)
+        vents = (report.get("attachments") or {}).get("vents")
+        figures.append(Figure(
+            "attachments", "Straps, vents and label",
+            "The device with its strap slots and label marked (red dots; hidden ones are "
+            "not drawn)" + (f" and {vents['count']} ventilation holes of "
+                            f"{vents['diameter_mm']:g} mm" if vents else "") + ".", image))
+    return figures
+
+
+def _attachment_markers(report: dict, rx: dict) -> dict[str, list]:
+    """Points to mark for the attachments: just outside each slot, and the label's centre."""
+    attachments = report.get("attachments") or {}
+    out = {}
+    reach = rx["clearance_mm"] + rx["thickness_mm"] + 1.0
+    for strap in attachments.get("straps", []):
+        for slot in strap["slots"]:
+            point = np.asarray(slot["centre_mm"]) + reach * np.asarray(slot["normal"])
+            out[f"{strap['at']} {slot['side']} {strap['width_mm']} mm"] = point.tolist()
+    if attachments.get("label"):
+        out["label"] = (np.asarray(attachments["label"]["centre_mm"]) - [0, 0, 0.5]).tolist()
+    return out
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -199,6 +226,9 @@ def report_html(report: dict, figures: list[Figure]) -> str:
               "<h2>Corrections applied</h2>", _table(["correction", "value"], [
                   (k, _value(v)) for k, v in _flatten(_corrections_shown(report))],
                   "corrections"),
+              "<h2>Attachments</h2>", _table(["attachment", "value"], [
+                  (k, _value(v)) for k, v in _flatten(_attachments_shown(report))],
+                  "attachments"),
               "<h2>Prescription</h2>", _table(["field", "value"], [
                   (k, _value(v)) for k, v in _flatten(rx)], "prescription"),
               "<h2>Print</h2>", _table(["", ""], [
@@ -209,6 +239,14 @@ def report_html(report: dict, figures: list[Figure]) -> str:
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
             + "".join(parts) + "</body></html>\n")
+
+
+def _attachments_shown(report: dict) -> dict:
+    """The attachments block, without the list of every vent's centre."""
+    shown = dict(report.get("attachments") or {})
+    if isinstance(shown.get("vents"), dict):
+        shown["vents"] = {k: v for k, v in shown["vents"].items() if k != "centres_mm"}
+    return shown
 
 
 def _corrections_shown(report: dict) -> dict:

@@ -161,6 +161,7 @@ def _smooth_max(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
 def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickness: float,
                 flare: float, extra: Field | None = None, extra_most: float = 0.0,
                 press: Field | None = None, press_most: float = 0.0,
+                cuts: Field | None = None,
                 params: ShellParams = ShellParams()) -> trimesh.Trimesh:
     """The device's solid: one watertight, consistently wound mesh in mm.
 
@@ -177,6 +178,8 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
         both faces of the wall move out
     press : field of how far supports press the inner face in, mm, at most
         ``press_most``: the outer face stays, the wall thickens
+    cuts : field negative inside strap slots and vent holes, cut through the
+        wall with their edges rounded like the trim edges
 
     Raises
     ------
@@ -235,6 +238,8 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
         # A plate stays outside the clearance, like the wall it joins.
         wall = np.minimum(wall, np.maximum(plate(nodes), inner - d))
     value = _smooth_max(wall, t, params.edge_round_share * thickness)
+    if cuts is not None:
+        value = _smooth_max(value, -cuts(nodes), params.edge_round_share * thickness)
     volume = np.full(shape, step * 2, dtype=np.float32)
     volume[band] = value
     volume[volume == 0] = np.float32(1e-6)

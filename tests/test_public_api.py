@@ -9,10 +9,10 @@ import pytest
 
 import orthofit
 
-MODULES = ["anatomy", "batch", "checks", "clean", "cli", "corrections", "crossings", "design",
-           "errors", "fitmaps", "frame", "intake", "io", "jobs", "jobstore", "manifest",
-           "normals", "params", "pipeline", "prescription", "preview", "report", "scene",
-           "settings", "shell", "surface", "tasks", "trimlines"]
+MODULES = ["anatomy", "attachments", "batch", "checks", "clean", "cli", "corrections",
+           "crossings", "design", "errors", "fitmaps", "frame", "intake", "io", "jobs",
+           "jobstore", "manifest", "normals", "params", "pipeline", "prescription", "preview",
+           "report", "scene", "settings", "shell", "surface", "tasks", "trimlines"]
 
 
 def test_exported_members():

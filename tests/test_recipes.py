@@ -53,3 +53,24 @@ def test_insole_recipe_gives_a_passing_insole_on_every_sample(scan):
     assert supports["heel_post"]["side"] == "medial" and supports["heel_post"]["degrees"] == 4
     assert result.corrections["heel_cup_depth_mm"] == 18
     assert result.corrections["shoe_heel_pitch"]["pitch_mm"] == 10
+
+
+STRAPPED = ROOT / "recipes" / "afo-with-straps.yaml"
+
+
+@pytest.mark.parametrize("scan", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_strapped_recipe_gives_a_passing_afo_on_every_sample(scan):
+    rx = Prescription.model_validate(read_prescription_file(STRAPPED))
+    if "footonly" in scan.stem:
+        with pytest.raises(CannotServeError, match="scan up to below the knee"):
+            design_file(scan, rx)
+        return
+    result = design_file(scan, rx)
+    assert result.passed, {k: v for k, v in result.checks.items() if not v["passed"]}
+    attachments = result.attachments
+    assert [s["at"] for s in attachments["straps"]] == ["proximal_calf", "ankle"]
+    assert all(s["width_mm"] in (25, 38, 50) and len(s["slots"]) == 2
+               for s in attachments["straps"])
+    assert attachments["vents"]["count"] > 0
+    assert attachments["label"]["text"][0] == "C-0042"
+    assert result.device.is_watertight
