@@ -27,7 +27,7 @@ demo: setup
 test: setup
 	scripts/install-test-deps
 	url=$$(scripts/start-postgres) && broker=$$(scripts/start-redis) && \
-	  ORTHOFIT_TEST_POSTGRES_URL=$$url ORTHOFIT_TEST_BROKER_URL=$$broker $(BIN)/python -m pytest
+	  ORTHOFIT_TEST_POSTGRES_URL=$$url ORTHOFIT_TEST_BROKER_URL=$$broker $(BIN)/python -m pytest --durations=15
 
 bench: setup
 	scripts/install-test-deps  # Redis for the Celery run

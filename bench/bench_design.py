@@ -4,6 +4,9 @@ The scan comes from the same cache as :mod:`bench.bench_intake`; each device
 is designed in a fresh process that reports its stage timings and peak
 memory.  Budget (issue #3): under 15 s and 2 GB on 2 cores.
 
+The last run is the strapped AFO recipe (ankle correction, two straps, vents
+and a label), to show what attachments cost.
+
 Usage: ``python -m bench.bench_design [--million 1] [--devices solid-afo,smo]``
 """
 
@@ -24,7 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--million", type=float, default=1.0)
     parser.add_argument("--devices",
-                        default="solid-afo,posterior-leaf-spring,smo,foot-orthosis")
+                        default="solid-afo,posterior-leaf-spring,smo,foot-orthosis,"
+                                "recipes/afo-with-straps.yaml")
     args = parser.parse_args()
     path = scan_for(args.million)
     rows = []

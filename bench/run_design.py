@@ -10,14 +10,21 @@ import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from orthofit.pipeline import design_file, write_design
+from orthofit.pipeline import design_file, load_prescription, write_design
 from orthofit.prescription import Prescription
 
 
 def main(path: str, device: str) -> None:
+    """``device`` is a device type, or a recipe file (.yaml, .json) to design."""
     start = time.perf_counter()
-    result = design_file(path, Prescription(device=device))
+    if device.endswith((".yaml", ".yml", ".json")):
+        rx = load_prescription(device)
+        device = f"{Path(device).stem} (recipe)"
+    else:
+        rx = Prescription(device=device)
+    result = design_file(path, rx)
     with tempfile.TemporaryDirectory() as out:
         written = time.perf_counter()
         write_design(out, result)

@@ -39,17 +39,23 @@ SLOT_PLAY_MM = 3.0
 #: A slot's breadth: a 2-3 mm strap folded through with room (mm) [typ].
 SLOT_BREADTH_MM = 5.0
 # A cut reaches this far into the skin and beyond the wall's outer face (mm),
-# so it opens the wall cleanly whatever the flare [eng].
-_CUT_IN_MM, _CUT_OUT_MM = 4.0, 6.0
+# so it opens the wall cleanly whatever the flare, and at a long slot's ends
+# where the skin curves away from the plane at its centre (a calf's bulge
+# takes it several mm inwards over 25 mm) [eng].
+_CUT_IN_MM, _CUT_OUT_MM = 12.0, 6.0
 # Widths tried for ``auto``, widest first.
 _STOCK_WIDTHS = (50, 38, 25)
 # Where straps sit along the foot, in foot lengths ahead of the ankle centre
 # (ankle) or behind the metatarsal heads (forefoot) [eng].
 _ANKLE_AHEAD_FL = 0.12
 _FOREFOOT_BEHIND_FL = 0.06
-# A point is tested against this many nearest cuts: cuts keep a margin apart,
-# so no point is inside more than one, and the nearest few always include it [eng].
-_NEAREST_CUTS = 3
+# Slots go where the skin's normal is at most this far from horizontal (its
+# z component): side walls standing nearly upright, and the calf away from
+# where it bulges into the knee or narrows to the ankle [eng].
+_STEEPEST_WALL, _STEEPEST_CALF = 0.3, 0.4
+# The skin under a cut and its margin must lie within this of the cut's plane,
+# along its normal and across to the nearest skin point (mm) [eng].
+_FLAT_MM = 3.0
 # Points on each margin ring [eng].
 _RING_POINTS = 24
 # Vents go no lower than this above the malleoli's top on a solid AFO (mm) [eng].
@@ -92,6 +98,11 @@ class Cut:
         return (self.centre + self.normal * depth + along[:, None] * self.axis
                 + (radius * s)[:, None] * side)
 
+    @property
+    def reach(self) -> float:
+        """No point further than this from the centre is inside the cut (mm)."""
+        return float(np.hypot(self.half_length, max(_CUT_IN_MM, self.reach_out))) + 1.0
+
     def report(self) -> dict[str, Any]:
         return {"centre_mm": _round(self.centre), "normal": _round(self.normal, 4),
                 "axis": _round(self.axis, 4), "length_mm": round(2 * self.half_length, 3),
@@ -106,25 +117,30 @@ class AttachmentPlan:
     applied: dict[str, Any] = field(default_factory=dict)
 
     def field(self, points: np.ndarray) -> np.ndarray:
-        """Negative inside any cut; each point is tested against the nearest few cuts only."""
+        """Negative inside any cut.
+
+        Each slot is tested on the points within its reach; each round hole
+        only on the points whose nearest hole centre it is (holes keep a
+        margin apart, so a point inside one is nearest to its centre).
+        """
         from scipy.spatial import cKDTree
 
         points = np.asarray(points, dtype=float)
         out = np.full(len(points), np.inf)
-        if not self.cuts:
-            return out
-        reach = max(max(c.half_length, c.reach_out, _CUT_IN_MM) for c in self.cuts) + 1.0
-        distance, nearest = cKDTree(np.array([c.centre for c in self.cuts])).query(
-            points, k=min(_NEAREST_CUTS, len(self.cuts)), distance_upper_bound=reach)
-        distance, nearest = distance.reshape(len(points), -1), nearest.reshape(len(points), -1)
-        for k in range(nearest.shape[1]):
-            rows = np.flatnonzero(np.isfinite(distance[:, k]))
-            rows = rows[np.argsort(nearest[rows, k], kind="stable")]
-            which = nearest[rows, k]
-            bounds = np.flatnonzero(np.diff(which)) + 1
+        slots = [c for c in self.cuts if c.half_length > c.half_breadth]
+        holes = [c for c in self.cuts if c.half_length <= c.half_breadth]
+        for cut in slots:
+            rows = np.flatnonzero(np.linalg.norm(points - cut.centre, axis=1) < cut.reach)
+            out[rows] = np.minimum(out[rows], cut.field(points[rows]))
+        if holes:
+            distance, nearest = cKDTree(np.array([c.centre for c in holes])).query(
+                points, distance_upper_bound=max(c.reach for c in holes))
+            rows = np.flatnonzero(np.isfinite(distance))
+            rows = rows[np.argsort(nearest[rows], kind="stable")]
+            bounds = np.flatnonzero(np.diff(nearest[rows])) + 1
             for group in np.split(rows, bounds):
                 if len(group):
-                    cut = self.cuts[nearest[group[0], k]]
+                    cut = holes[nearest[group[0]]]
                     out[group] = np.minimum(out[group], cut.field(points[group]))
         return out
 
@@ -197,6 +213,7 @@ class _Surface:
         self.reliefs = [(np.asarray(landmarks[r.at], float), r.radius_mm)
                         for r in rx.corrections.reliefs or [] if landmarks.get(r.at) is not None]
         self.medial = 1.0 if landmarks["mth1"][1] > landmarks["mth5"][1] else -1.0
+        self._tree = None
         self.neck = None
         if rx.device == "posterior-leaf-spring":
             top = max(landmarks["medial_malleolus"][2], landmarks["lateral_malleolus"][2])
@@ -204,8 +221,27 @@ class _Surface:
             self.neck = (float(landmarks["ankle_center"][2]) - 10.0,
                          float(top) + trim.params.ankle_blend_mm, float(back))
 
+    def flat(self, cut: Cut, margin: float) -> bool:
+        """Whether the skin under the cut and its margin lies close to the cut's plane.
+
+        A cut goes straight through the wall along one normal; where the skin
+        curves away within its reach (under the arch, into the sole) the cut
+        would open more than the slot, or less.
+        """
+        from scipy.spatial import cKDTree
+
+        if self._tree is None:
+            self._tree = cKDTree(self.points)
+        rings = np.vstack([cut.ring(0.0, 0.0), cut.ring(margin, 0.0),
+                           cut.ring(margin / 2, 0.0)])
+        distance, nearest = self._tree.query(rings)
+        height = (self.points[nearest] - cut.centre) @ cut.normal
+        return bool(np.all(distance < _FLAT_MM) and np.all(np.abs(height) < _FLAT_MM))
+
     def clear(self, cut: Cut, margin: float, others: list[Cut]) -> bool:
         """Whether ``cut`` keeps ``margin`` of material to every edge and feature."""
+        if not self.flat(cut, margin):
+            return False
         ring = cut.ring(margin, self.mid_depth)
         if np.any(self.trim(ring) > -self.rounding):
             return False
@@ -245,7 +281,8 @@ def _place_strap(site: str, width: int, surface: _Surface, others: list[Cut],
         top = surface.trim.summary["proximal_edge_z_mm"]
         # As high as the margin (and the edge's rounding) allows.
         target = top - margin - half_length - surface.rounding - 1.0
-        near = inside & (np.abs(p[:, 2] - target) < 1.5)
+        near = inside & (np.abs(p[:, 2] - target) < 1.5) \
+            & (np.abs(surface.normals[:, 2]) < _STEEPEST_CALF)
         hint = np.array([0.0, 0.0, 1.0])
     else:
         if site == "ankle":
@@ -253,8 +290,11 @@ def _place_strap(site: str, width: int, surface: _Surface, others: list[Cut],
         else:
             target = float(0.5 * (lm["mth1"][0] + lm["mth5"][0])) \
                 - _FOREFOOT_BEHIND_FL * foot_length
-        # On the side walls: points whose normal is more sideways than up or down.
-        near = inside & (np.abs(p[:, 0] - target) < 1.5) & (np.abs(surface.normals[:, 1]) > 0.6)
+        # On the side walls, where they stand nearly upright: the cut goes
+        # straight through the wall and not down into the footplate's rim.
+        near = inside & (np.abs(p[:, 0] - target) < 1.5) \
+            & (np.abs(surface.normals[:, 1]) > 0.6) \
+            & (np.abs(surface.normals[:, 2]) < _STEEPEST_WALL)
         hint = np.array([1.0, 0.0, 0.0])
     cuts = []
     for sign in (surface.medial, -surface.medial):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import trimesh
 
 from orthofit import CannotServeError, IntakeOptions, RawScan, run_intake
 from orthofit.attachments import SLOT_PLAY_MM, Cut
 from orthofit.design import run_design
 from orthofit.prescription import Prescription
 from tests.analytic import AnalyticLimb, scan_points
+from tests.attachment_helpers import material_around, opening, passes, slot_cut
 
 LIMB = AnalyticLimb(side="left")
 TRIM = {"proximal_height_mm": 250.0}
@@ -40,40 +40,6 @@ def strapped(intake):
                      "margin_mm": MARGIN}))
 
 
-def _passes(device: trimesh.Trimesh, origins: np.ndarray, direction: np.ndarray,
-            depth: float) -> np.ndarray:
-    """Which rays from ``origins`` along ``direction`` meet nothing within ``depth``."""
-    directions = np.tile(direction, (len(origins), 1))
-    locations, rays, _ = device.ray.intersects_location(origins, directions)
-    near = np.linalg.norm(locations - origins[rays], axis=1) < depth
-    blocked = np.zeros(len(origins), dtype=bool)
-    blocked[rays[near]] = True
-    return ~blocked
-
-
-def _slot_cut(slot: dict) -> Cut:
-    half_length, half_breadth = slot["length_mm"] / 2, slot["breadth_mm"] / 2
-    return Cut(np.array(slot["centre_mm"]), np.array(slot["normal"]), np.array(slot["axis"]),
-               half_length, half_breadth, 10.0)
-
-
-def _opening(device, slot, rx) -> tuple[np.ndarray, float]:
-    """Centre (on the skin plane) and length of the opening through the wall at ``slot``."""
-    cut = _slot_cut(slot)
-    side = np.cross(cut.normal, cut.axis)
-    start = rx.clearance_mm + rx.thickness_mm + 4.0
-    s = np.arange(-cut.half_length - 6, cut.half_length + 6.01, 0.25)
-    t = np.arange(-cut.half_breadth - 4, cut.half_breadth + 4.01, 0.25)
-    grid = np.array([(a, b) for a in s for b in t])
-    origins = (cut.centre + start * cut.normal + grid[:, :1] * cut.axis
-               + grid[:, 1:] * side)
-    through = _passes(device, origins, -cut.normal, start + 1.0)
-    assert through.any(), "no opening at the slot"
-    open_s = grid[through, 0]
-    centre = cut.centre + grid[through].mean(axis=0) @ np.vstack([cut.axis, side])
-    return centre, float(open_s.max() - open_s.min())
-
-
 def test_slots_are_where_the_prescription_puts_them(strapped):
     rx = strapped.prescription
     assert strapped.passed, {k: v for k, v in strapped.checks.items() if not v["passed"]}
@@ -86,7 +52,7 @@ def test_slots_are_where_the_prescription_puts_them(strapped):
     for at, strap in straps.items():
         assert [s["side"] for s in strap["slots"]] == ["medial", "lateral"]
         for slot in strap["slots"]:
-            centre, length = _opening(strapped.device, slot, rx)
+            centre, length = opening(strapped.device, slot, rx)
             assert np.linalg.norm(centre - slot["centre_mm"]) < 2.0, (at, centre, slot)
             assert length == pytest.approx(strap["width_mm"] + SLOT_PLAY_MM, abs=1.5)
             if at == "proximal_calf":
@@ -105,16 +71,9 @@ def test_slots_are_where_the_prescription_puts_them(strapped):
         assert medial * ys[0] > 0 > medial * ys[1]
 
 
-def _material_around(device, cut: Cut, margin: float, rx) -> np.ndarray:
-    """Whether rays through the wall at the ring ``margin`` outside the cut meet material."""
-    start = rx.clearance_mm + rx.thickness_mm + 4.0
-    ring = cut.ring(margin, start, count=48)
-    return ~_passes(device, ring, -cut.normal, start + 1.0)
-
-
 def test_every_slot_and_vent_keeps_its_margin(strapped):
     rx = strapped.prescription
-    cuts = [_slot_cut(s) for strap in strapped.attachments["straps"] for s in strap["slots"]]
+    cuts = [slot_cut(s) for strap in strapped.attachments["straps"] for s in strap["slots"]]
     vents = strapped.attachments["vents"]
     radius = vents["diameter_mm"] / 2
     for centre in vents["centres_mm"]:
@@ -130,13 +89,13 @@ def test_every_slot_and_vent_keeps_its_margin(strapped):
                                                    rel=1e-3)
     for cut in cuts:
         # Material all round, a little inside the margin (the edges are rounded).
-        solid = _material_around(strapped.device, cut, MARGIN - 1.0, rx)
+        solid = material_around(strapped.device, cut, MARGIN - 1.0, rx)
         assert solid.mean() > 0.97, (cut.centre, solid.mean())
     for centre in vents["centres_mm"]:
         index = np.argmin(np.linalg.norm(strapped.limb.vertices - centre, axis=1))
         normal = strapped.limb.vertex_normals[index]
         start = rx.clearance_mm + rx.thickness_mm + 4.0
-        assert _passes(strapped.device, np.array([centre]) + start * normal, -normal,
+        assert passes(strapped.device, np.array([centre]) + start * normal, -normal,
                        start + 1.0)[0], centre
 
 

@@ -8,13 +8,16 @@ says.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from orthofit import CannotServeError
+from orthofit.attachments import SLOT_PLAY_MM
 from orthofit.io import read_prescription_file
 from orthofit.pipeline import design_file
 from orthofit.prescription import Prescription
 from tests.conftest import ROOT
+from tests.attachment_helpers import material_around, opening, slot_cut
 from tests.test_samples import SAMPLES
 
 RECIPE = ROOT / "recipes" / "growing-child-afo.yaml"
@@ -74,3 +77,13 @@ def test_strapped_recipe_gives_a_passing_afo_on_every_sample(scan):
     assert attachments["vents"]["count"] > 0
     assert attachments["label"]["text"][0] == "C-0042"
     assert result.device.is_watertight
+    # Each slot's opening, found by rays through the wall, is where the report
+    # puts it and as long as the strap; material all round it at the margin.
+    for strap in attachments["straps"]:
+        for slot in strap["slots"]:
+            centre, length = opening(result.device, slot, rx)
+            assert np.linalg.norm(centre - slot["centre_mm"]) < 2.0, (strap["at"], slot)
+            assert length == pytest.approx(strap["width_mm"] + SLOT_PLAY_MM, abs=1.5)
+            solid = material_around(result.device, slot_cut(slot),
+                                     attachments["margin_mm"] - 1.0, rx)
+            assert solid.mean() > 0.97, (strap["at"], slot["side"], solid.mean())
