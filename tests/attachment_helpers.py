@@ -53,3 +53,17 @@ def material_around(device, cut: Cut, margin: float, rx) -> np.ndarray:
     start = rx.clearance_mm + rx.thickness_mm + 4.0
     ring = cut.ring(margin, start, count=48)
     return ~passes(device, ring, -cut.normal, start + 1.0)
+
+
+def vent_cuts(result) -> list[Cut]:
+    """The design's vent holes as cuts, each along the skin's normal at its centre."""
+    vents = result.attachments["vents"]
+    radius = vents["diameter_mm"] / 2
+    cuts = []
+    for centre in vents["centres_mm"]:
+        point = np.asarray(centre)
+        index = np.argmin(np.linalg.norm(result.limb.vertices - point, axis=1))
+        normal = np.asarray(result.limb.vertex_normals[index])
+        axis = np.cross(normal, [0.0, 0.0, 1.0])
+        cuts.append(Cut(point, normal, axis / np.linalg.norm(axis), radius, radius, 10.0))
+    return cuts

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from orthofit import CannotServeError, IntakeOptions, RawScan, run_intake
-from orthofit.attachments import SLOT_PLAY_MM, Cut
+from orthofit.attachments import SLOT_PLAY_MM
 from orthofit.design import run_design
 from orthofit.prescription import Prescription
 from tests.analytic import AnalyticLimb, scan_points
-from tests.attachment_helpers import material_around, opening, passes, slot_cut
+from tests.attachment_helpers import material_around, opening, passes, slot_cut, vent_cuts
 
 LIMB = AnalyticLimb(side="left")
 TRIM = {"proximal_height_mm": 250.0}
@@ -76,27 +76,18 @@ def test_every_slot_and_vent_keeps_its_margin(strapped):
     cuts = [slot_cut(s) for strap in strapped.attachments["straps"] for s in strap["slots"]]
     vents = strapped.attachments["vents"]
     radius = vents["diameter_mm"] / 2
-    for centre in vents["centres_mm"]:
-        point = np.array(centre)
-        normal = point - np.array([point[0], 0.0, point[2]])
-        # The vent's own normal is the skin's; take it from the nearest limb vertex.
-        index = np.argmin(np.linalg.norm(strapped.limb.vertices - point, axis=1))
-        normal = strapped.limb.vertex_normals[index]
-        axis = np.cross(normal, [0.0, 0.0, 1.0])
-        cuts.append(Cut(point, normal, axis / np.linalg.norm(axis), radius, radius, 10.0))
     assert vents["count"] >= 10
     assert vents["open_area_mm2"] == pytest.approx(vents["count"] * np.pi * radius ** 2,
                                                    rel=1e-3)
-    for cut in cuts:
+    for cut in cuts + vent_cuts(strapped):
         # Material all round, a little inside the margin (the edges are rounded).
         solid = material_around(strapped.device, cut, MARGIN - 1.0, rx)
         assert solid.mean() > 0.97, (cut.centre, solid.mean())
-    for centre in vents["centres_mm"]:
-        index = np.argmin(np.linalg.norm(strapped.limb.vertices - centre, axis=1))
-        normal = strapped.limb.vertex_normals[index]
-        start = rx.clearance_mm + rx.thickness_mm + 4.0
-        assert passes(strapped.device, np.array([centre]) + start * normal, -normal,
-                       start + 1.0)[0], centre
+    start = rx.clearance_mm + rx.thickness_mm + 4.0
+    for cut in vent_cuts(strapped):
+        # And open at the centre: a hole through the wall.
+        assert passes(strapped.device, np.array([cut.centre + start * cut.normal]),
+                      -cut.normal, start + 1.0)[0], cut.centre
 
 
 def test_the_shell_stays_one_watertight_body(strapped):

@@ -17,7 +17,7 @@ from orthofit.io import read_prescription_file
 from orthofit.pipeline import design_file
 from orthofit.prescription import Prescription
 from tests.conftest import ROOT
-from tests.attachment_helpers import material_around, opening, slot_cut
+from tests.attachment_helpers import material_around, opening, slot_cut, vent_cuts
 from tests.test_samples import SAMPLES
 
 RECIPE = ROOT / "recipes" / "growing-child-afo.yaml"
@@ -87,3 +87,6 @@ def test_strapped_recipe_gives_a_passing_afo_on_every_sample(scan):
             solid = material_around(result.device, slot_cut(slot),
                                      attachments["margin_mm"] - 1.0, rx)
             assert solid.mean() > 0.97, (strap["at"], slot["side"], solid.mean())
+    for cut in vent_cuts(result):
+        solid = material_around(result.device, cut, attachments["margin_mm"] - 1.0, rx)
+        assert solid.mean() > 0.97, ("vent", cut.centre, solid.mean())
