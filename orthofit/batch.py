@@ -37,7 +37,7 @@ from . import __version__
 from .errors import UsageError
 from .jobs import FINAL_EXIT_CODES, DesignJob, JobOutcome, kill_process_group, run_in_subprocess
 from .manifest import BatchItem, read_batch_input
-from .settings import Settings
+from .settings import Settings, redact_url
 
 __all__ = ["MARKER", "SUMMARY_COLUMNS", "Work", "ItemResult", "BatchProgress", "Runner",
            "LocalRunner", "CeleryRunner", "run_batch", "default_jobs"]
@@ -366,6 +366,8 @@ class CeleryRunner:
         self.poll_s = poll_s
 
     def run(self, work: list[Work], done: Callable[[Work, JobOutcome, int], None]) -> None:
+        from kombu.exceptions import OperationalError
+
         from .jobstore import JobStore, SharedFolder
         from .tasks import DESIGN_TASK, QUEUE, celery_app
 
@@ -386,8 +388,14 @@ class CeleryRunner:
                                f"batches/{batch}/{w.label}/out")
             jobs[job_id] = w
         try:
-            for job_id in jobs:
-                app.send_task(DESIGN_TASK, args=[job_id], queue=QUEUE)
+            try:
+                for job_id in jobs:
+                    app.send_task(DESIGN_TASK, args=[job_id], queue=QUEUE)
+            except OperationalError as exc:
+                store.delete(list(jobs))
+                raise UsageError(f"cannot reach the broker at "
+                                 f"{redact_url(self.settings.broker_url)} ({exc}); start it, "
+                                 f"or check --broker or ORTHOFIT_BROKER_URL") from exc
             waiting = dict(jobs)
             while waiting:
                 for row in store.done(list(waiting)):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +32,7 @@ from . import __version__
 from .errors import CheckFailedError, OrthofitError, UsageError, validation_problems
 from .params import Side, UpAxis, Units, WeightBearing
 from .prescription import Device, MaterialName, PrinterName
+from .settings import redact_url
 
 __all__ = ["app", "main"]
 
@@ -301,7 +301,7 @@ def batch(
     if broker:
         settings = Settings(**{**settings.__dict__, "broker_url": broker})
         runner = CeleryRunner(settings)
-        where = f"Celery workers via {_redact(broker)}"
+        where = f"Celery workers via {redact_url(broker)}"
     else:
         runner = LocalRunner(jobs or default_jobs(), timeout_s=settings.job_timeout_s,
                              max_attempts=settings.max_attempts)
@@ -363,11 +363,6 @@ class _BatchBar:
         self.bar.stop()
 
 
-def _redact(url: str) -> str:
-    """A broker URL without its password, for printing."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
-
-
 @app.command()
 def worker(
     broker: Annotated[str | None, typer.Option(
@@ -391,7 +386,7 @@ def worker(
                          "or set ORTHOFIT_BROKER_URL")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     name = name or f"orthofit-{os.getpid()}@{socket.gethostname()}"
-    _err.print(f"orthofit worker {name} on {_redact(broker)} (data {settings.data_dir}, "
+    _err.print(f"orthofit worker {name} on {redact_url(broker)} (data {settings.data_dir}, "
                f"{concurrency} at once, limit {settings.job_timeout_s:.0f} s, "
                f"{settings.max_attempts} attempts)")
     celery_app(broker).worker_main(["worker", "--loglevel=INFO", "--pool=prefork",
@@ -458,7 +453,7 @@ def serve(
     from .settings import Settings
 
     settings = Settings.from_env()
-    jobs = (f"design jobs to Celery workers via {_redact(settings.broker_url)}"
+    jobs = (f"design jobs to Celery workers via {redact_url(settings.broker_url)}"
             if settings.broker_url else f"{settings.workers} design workers")
     _out.print(f"orthofit review service on http://{host}:{port}  "
                f"(data {settings.data_dir}, {jobs})")

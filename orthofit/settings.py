@@ -9,10 +9,11 @@ the tasks.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,12 @@ class Settings:
             max_attempts=int(env.get("ORTHOFIT_MAX_ATTEMPTS", "3")),
             broker_url=env.get("ORTHOFIT_BROKER_URL") or None,
         )
+
+
+def redact_url(url: str) -> str:
+    """A URL without its password, for printing.
+
+    >>> redact_url("redis://:secret@broker:6379/0")
+    'redis://:***@broker:6379/0'
+    """
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)

@@ -208,3 +208,14 @@ def test_a_bad_manifest_is_refused_before_anything_runs(tmp_path, text, name, ex
     assert result.code == 2 and expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "summary.csv").exists()
+
+
+def test_an_unreachable_broker_is_a_clear_error(tmp_path):
+    (tmp_path / "scans").mkdir()
+    sample = next(p for p in SAMPLES if "child_right" in p.stem)
+    (tmp_path / "scans" / sample.name).write_bytes(sample.read_bytes())
+    result = run_cli("batch", tmp_path / "scans", "-o", tmp_path / "out",
+                     "--broker", "redis://:secret@127.0.0.1:1/0",
+                     env={"ORTHOFIT_DATA_DIR": str(tmp_path / "data")})
+    assert result.code == 2 and "cannot reach the broker" in result.stderr, result.stderr
+    assert "secret" not in result.stderr and "Traceback" not in result.stderr
