@@ -53,3 +53,19 @@ def write_ply_points(path: Path, points: np.ndarray) -> Path:
               "property float z\nend_header\n").encode()
     path.write_bytes(header + pts.tobytes())
     return path
+
+
+def design_processes(marker: str) -> list[int]:
+    """Pids of ``orthofit design`` processes whose command line holds ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if "design" in words and any(marker in w for w in words):
+            found.append(int(proc.name))
+    return found

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCANS, run_cli
+from tests.conftest import SCANS, design_processes, run_cli
 from tests.test_samples import SAMPLES
 
 FULL_CHECKS = 11
@@ -143,22 +143,6 @@ def test_all_ok_exits_0_and_a_folder_of_scans_works(tmp_path):
     assert row["status"] == "ok" and row["scan"] == sample.name and row["case_ref"] is None
 
 
-def _design_processes(marker: str) -> list[int]:
-    """Pids of ``orthofit design`` processes whose command line holds ``marker``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        words = [a.decode(errors="replace") for a in argv]
-        if "design" in words and any(marker in w for w in words):
-            found.append(int(proc.name))
-    return found
-
-
 def test_a_scan_that_kills_its_worker_is_tried_again(tmp_path):
     sample = next(p for p in SAMPLES if "child_right" in p.stem)
     (tmp_path / "insole.yaml").write_text("device: foot-orthosis\n")
@@ -171,7 +155,7 @@ def test_a_scan_that_kills_its_worker_is_tried_again(tmp_path):
                              str(out), "-j", "1"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not (pids := _design_processes(str(out))) and time.monotonic() < deadline:
+    while not (pids := design_processes(str(out))) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert pids, "no design process started"
     time.sleep(1.0)  # into the design, not its start-up

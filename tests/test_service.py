@@ -21,7 +21,7 @@ from sqlalchemy import update
 from service.app import create_app
 from service.db import Version, connect
 from orthofit.settings import Settings
-from tests.conftest import SCANS
+from tests.conftest import SCANS, design_processes
 from tests.service_helpers import (Server, auth, fresh_database, make_keys, prescription,
                                    wait_for)
 
@@ -242,15 +242,9 @@ def _design_process(case_id: str, timeout: float) -> int:
     """The pid of the worker process designing ``case_id``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"design" in cmdline and any(case_id.encode() in part for part in cmdline):
-                return int(proc.name)
+        pids = design_processes(case_id)
+        if pids:
+            return pids[0]
         time.sleep(0.1)
     raise AssertionError("no worker process appeared")
 
