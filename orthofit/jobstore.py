@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from .jobs import JobOutcome
 
-__all__ = ["JobRow", "JobStore", "SharedFolder"]
+__all__ = ["JobRow", "JobStore", "SharedFolder", "sqlite_pragmas"]
 
 
 class _Base(DeclarativeBase):
@@ -74,7 +74,7 @@ class JobStore:
     def __init__(self, url: str):
         engine = create_engine(url, future=True, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", sqlite_pragmas)
         _Base.metadata.create_all(engine)
         self.sessions = sessionmaker(engine, expire_on_commit=False)
 
@@ -148,8 +148,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def sqlite_pragmas(dbapi_connection, _record) -> None:
+    """SQLite settings for every orthofit database: WAL (readers never wait for the
+    writer), foreign keys enforced, and a writer waits up to 30 s for another."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

@@ -13,6 +13,8 @@ from sqlalchemy import (JSON, DateTime, ForeignKey, Integer, String, Text, Uniqu
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from orthofit.jobstore import sqlite_pragmas
+
 __all__ = ["Base", "Organisation", "ApiKey", "Case", "Version", "AuditEntry", "connect", "now"]
 
 ROLES = ("orthotist", "lab", "admin")
@@ -111,16 +113,9 @@ def connect(url: str) -> sessionmaker:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, pool_pre_ping=True, **kwargs)
     if url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
     Base.metadata.create_all(engine)
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 def engine_of(factory: sessionmaker) -> Engine:
