@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -187,6 +188,54 @@ def report(
 
     path = rebuild_fit_report(outdir)
     _out.print(f"wrote {path}")
+
+
+@app.command()
+def stiffness(
+    outdir: Annotated[Path, typer.Argument(help="A design's output folder.")],
+    element_mm: Annotated[float | None, typer.Option(
+        "--element-mm", min=0.5, max=10.0,
+        help="Element size, mm (default: min(4, wall thickness)).")] = None,
+    layers: Annotated[int, typer.Option("--layers", min=1, max=4,
+                                        help="Element layers through the wall.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Predict the device's ankle stiffness by finite elements; writes stiffness.json."""
+    from .femesh import FEMeshParams
+    from .io import dumps_json
+    from .pipeline import folder_stiffness
+
+    with _err.status("stiffness: meshing and solving…"):
+        block = folder_stiffness(outdir, FEMeshParams(element_mm=element_mm, layers=layers))
+    if as_json:
+        sys.stdout.write(dumps_json(block))
+        return
+    _render_stiffness(block)
+    _out.print(f"wrote {outdir / 'stiffness.json'}")
+
+
+def _render_stiffness(block: dict[str, Any]) -> None:
+    """Stiffness per plane with the method beside it."""
+    if not block.get("reported"):
+        _out.print(f"stiffness not reported: {block['reason']}")
+        return
+    table = Table(title=f"Ankle stiffness ({block['unit']})")
+    for column in ("plane", "k_free", "k_axis"):
+        table.add_column(column)
+    for plane, values in block["planes"].items():
+        table.add_row(plane, f"{values['k_free']:.3g}", f"{values['k_axis']:.3g}")
+    _out.print(table)
+    method, material = block["method"], block["material"]
+    _out.print(f"k_free: {method['load_cases']['k_free']}")
+    _out.print(f"k_axis: {method['load_cases']['k_axis']}")
+    _out.print(f"clamped: {method['boundary_conditions']['clamped']}")
+    _out.print(f"tied: {method['boundary_conditions']['tied']}")
+    _out.print(f"axes: {block['axes']['from']}; axis point {block['axes']['point_mm']} mm")
+    _out.print(f"material: {material['name']}, E = {material['elastic_modulus_mpa']:g} MPa, "
+               f"ν = {material['poisson_ratio']:g} ({escape(material['source'])})")
+    _out.print(f"model: {method['model']}; {method['elements']:,} elements of "
+               f"{method['element_mm']:g} mm")
+    _out.print(f"accuracy: {block['accuracy']}")
 
 
 @app.command()

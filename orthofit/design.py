@@ -28,14 +28,17 @@ from .intake import IntakeResult, Progress, round_point
 from .params import AnatomyParams
 from .prescription import Prescription
 from .shell import build_shell
+from .stiffness import (Rig, RigParams, StiffnessResult, device_rig, not_reported, solve_stiffness,
+                        stiffness_block)
 from .trimlines import device_trim
+from .tuning import SectionSurrogate, TuningParams, design_to_target
 
 __all__ = ["DESIGN_STAGES", "DesignResult", "run_design"]
 
 log = logging.getLogger(__name__)
 
 #: Design stages after intake, as progress reports and timings name them.
-DESIGN_STAGES = ("trimlines", "shell", "checks")
+DESIGN_STAGES = ("trimlines", "shell", "stiffness", "checks")
 _VERSIONED = ("orthofit", "numpy", "scipy", "open3d-cpu", "trimesh", "scikit-image",
               "pydantic")
 
@@ -58,6 +61,8 @@ class DesignResult:
     limb: trimesh.Trimesh | None = None
     #: Strap slots, vents and the label, as placed.
     attachments: dict[str, Any] = field(default_factory=dict)
+    #: The predicted ankle stiffness (report.json "stiffness").
+    stiffness: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -73,6 +78,7 @@ class DesignResult:
         data["trimlines"] = self.trimlines
         data["corrections"] = self.corrections
         data["attachments"] = self.attachments
+        data["stiffness"] = self.stiffness
         data["checks"] = self.checks
         data["passed"] = self.passed
         fit = self.checks.get("fits_printer", {})
@@ -135,8 +141,52 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
         top_ring = np.asarray(limb.vertices)[:, 2] > top_z - 1.0
         limb, landmarks, ankle = turned.limb, turned.landmarks, turned.applied
         top_z = float(np.asarray(limb.vertices)[top_ring, 2].min())
-    trim = device_trim(rx, landmarks, limb, top_z)
-    extra = extra_clearance(rx, landmarks, limb)
+
+    def lay_out(variant: Prescription) -> _Built:
+        trim = device_trim(variant, landmarks, limb, top_z)
+        return _Built(variant, trim, extra_clearance(variant, landmarks, limb),
+                      plan_attachments(variant, landmarks, limb, trim))
+
+    def make(layout: _Built) -> _Built:
+        variant, extra, plan = layout.rx, layout.extra, layout.plan
+        device = build_shell(limb, layout.trim, clearance=variant.clearance_mm,
+                             thickness=variant.thickness_mm,
+                             flare=variant.trimlines.edge_flare_mm,
+                             extra=extra if extra.parts else None, extra_most=extra.most_mm,
+                             press=extra.press if extra.supports else None,
+                             press_most=extra.press_most_mm,
+                             cuts=plan.field if plan.cuts else None)
+        if variant.attachments.label is not None:
+            device, plan.applied["label"] = apply_label(device, variant, intake.side.value,
+                                                        landmarks)
+        layout.device = device
+        return layout
+
+    layout = lay_out(rx)
+    done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
+    solved: dict[int, StiffnessResult] = {}
+    target = None
+
+    def rig_at(built: _Built) -> Rig:
+        return device_rig(landmarks, built.trim.summary["proximal_edge_z_mm"])
+
+    def measure(built: _Built) -> float:
+        result = solve_stiffness(built.device, limb, built.rx.thickness_mm,
+                                 built.rx.material_spec.elastic_modulus_mpa,
+                                 built.rx.material_spec.poisson_ratio, rig_at(built))
+        solved[id(built)] = result
+        return result.k_axis["sagittal"]
+
+    if rx.target_stiffness_nm_per_deg is not None:
+        proximal = layout.trim.summary["proximal_edge_z_mm"]
+        surrogate = SectionSurrogate(rx, landmarks, limb, top_z, rig_at(layout),
+                                     proximal - RigParams().cuff_band_mm, TuningParams())
+        built, rx, target = design_to_target(
+            rx, surrogate, lambda v: make(layout if v == rx else lay_out(v)), measure)
+    else:
+        built = make(layout)
+    trim, extra, plan, device = built.trim, built.extra, built.plan, built.device
+    done("shell", f"{len(device.faces):,} triangles")
     corrections = {**extra.applied, "growth_length_mm": rx.corrections.growth_length_mm,
                    "mirror": rx.corrections.mirror, "ankle_angle": ankle}
     if rx.corrections.mirror:
@@ -151,17 +201,8 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
             lean = 90.0 - sagittal_angle(shank(np.asarray(limb.vertices)))
             pitch["shank_to_vertical_in_shoe_deg"] = round(lean + pitch["pitch_deg"], 2)
         corrections["shoe_heel_pitch"] = pitch
-    plan = plan_attachments(rx, landmarks, limb, trim)
-    done("trimlines", f"{rx.device}, footplate {rx.trimlines.footplate}")
-    device = build_shell(limb, trim, clearance=rx.clearance_mm,
-                         thickness=rx.thickness_mm, flare=rx.trimlines.edge_flare_mm,
-                         extra=extra if extra.parts else None, extra_most=extra.most_mm,
-                         press=extra.press if extra.supports else None,
-                         press_most=extra.press_most_mm,
-                         cuts=plan.field if plan.cuts else None)
-    if rx.attachments.label is not None:
-        device, plan.applied["label"] = apply_label(device, rx, intake.side.value, landmarks)
-    done("shell", f"{len(device.faces):,} triangles")
+    stiffness = _stiffness(rx, built, solved, rig_at, limb, target)
+    done("stiffness", _stiffness_summary(stiffness))
     checks = run_checks(device, limb, clearance_mm=rx.clearance_mm,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,
                         printer=rx.printer_spec,
@@ -171,5 +212,44 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     done("checks", "all passed" if not failed else f"failed: {', '.join(failed)}")
     return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,
                         trimlines=trim.summary, checks=checks, timings_s=timings,
-                        corrections=corrections, limb=limb, attachments=plan.applied)
+                        corrections=corrections, limb=limb, attachments=plan.applied,
+                        stiffness=stiffness)
+
+
+@dataclass
+class _Built:
+    """One build of the device: the prescription it came from and its parts."""
+
+    rx: Prescription
+    trim: Any
+    extra: Any
+    plan: Any
+    device: trimesh.Trimesh | None = None
+
+
+def _stiffness(rx: Prescription, built: _Built, solved: dict, rig_at, limb: trimesh.Trimesh,
+               target: dict[str, Any] | None) -> dict[str, Any]:
+    """The report's ``stiffness`` block: from the confirming solve when there was one."""
+    if rx.device not in ("solid-afo", "posterior-leaf-spring"):
+        return not_reported(rx.device)
+    if not rx.predict_stiffness:
+        return {"reported": False, "reason": "predict_stiffness is false in the prescription"}
+    started = time.perf_counter()
+    rig = rig_at(built)
+    result = solved.get(id(built))
+    if result is None:
+        result = solve_stiffness(built.device, limb, rx.thickness_mm,
+                                 rx.material_spec.elastic_modulus_mpa,
+                                 rx.material_spec.poisson_ratio, rig)
+    block = stiffness_block(result, rig, rx.material_spec, time.perf_counter() - started)
+    if target is not None:
+        block["target"] = target
+    return block
+
+
+def _stiffness_summary(block: dict[str, Any]) -> str:
+    if not block.get("reported"):
+        return "not reported"
+    sagittal = block["planes"]["sagittal"]
+    return f"sagittal {sagittal['k_axis']:.3g} Nm/deg about the ankle axis"
 

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import trimesh
 
 from .corrections import OTHER_SIDE, mirror_scan
@@ -27,7 +28,8 @@ from .params import IntakeOptions
 from .prescription import Prescription
 
 __all__ = ["load_prescription", "checks_failed", "inspect_file", "write_intake", "design_file",
-           "write_design", "write_fit_report", "rebuild_fit_report", "atomic_write"]
+           "write_design", "write_fit_report", "rebuild_fit_report", "folder_stiffness",
+           "atomic_write"]
 
 _BYTES_PER_MB = 1_000_000
 # What the fit report reads from report.json.
@@ -172,6 +174,50 @@ def rebuild_fit_report(outdir: str | Path) -> Path:
         When the folder does not hold a design's outputs.
     """
     outdir = Path(outdir)
+    report = _design_report(outdir)
+    return write_fit_report(outdir, _designed_limb(outdir), read_mesh(outdir / "device.stl"),
+                            report)
+
+
+def folder_stiffness(outdir: str | Path, params=None) -> dict:
+    """Predict the stiffness of the device in a design's output folder; write ``stiffness.json``.
+
+    Uses the files as written (device.stl, the limb it was designed around)
+    and report.json's prescription, landmarks and trimlines.  Returns the
+    block ``report.json`` holds under ``stiffness``.
+
+    Raises
+    ------
+    ScanFileError
+        When the folder does not hold a design's outputs.
+    """
+    from .femesh import FEMeshParams
+    from .stiffness import device_stiffness
+
+    outdir = Path(outdir)
+    report = _design_report(outdir)
+    try:
+        rx = Prescription(**report["prescription"])
+        landmarks = {name: None if p is None else np.asarray(p, dtype=float)
+                     for name, p in report["landmarks"].items()}
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ScanFileError(f"{outdir / 'report.json'} holds no usable prescription or "
+                            f"landmarks ({exc.__class__.__name__}); design the device "
+                            f"again") from exc
+    started = time.perf_counter()
+    block, _ = device_stiffness(read_mesh(outdir / "device.stl"), _designed_limb(outdir),
+                                device=rx.device, landmarks=landmarks,
+                                proximal_z=report["trimlines"].get("proximal_edge_z_mm"),
+                                thickness_mm=rx.thickness_mm, material=rx.material_spec,
+                                params=params or FEMeshParams())
+    block["seconds"] = round(time.perf_counter() - started, 2)
+    atomic_write(outdir / "stiffness.json",
+                 lambda tmp: Path(tmp).write_text(dumps_json(block), encoding="utf-8"))
+    return block
+
+
+def _design_report(outdir: Path) -> dict:
+    """report.json of a design's output folder, checked to hold what a design writes."""
     missing = [n for n in ("device.stl", "limb.ply", "report.json") if not (outdir / n).is_file()]
     if missing:
         raise ScanFileError(f"{outdir} is not a design's output folder (no {', '.join(missing)});"
@@ -183,8 +229,7 @@ def rebuild_fit_report(outdir: str | Path) -> Path:
     if not isinstance(report, dict) or not _REPORT_KEYS <= report.keys():
         raise ScanFileError(f"{outdir / 'report.json'} is damaged or not a design report; "
                             "design the device again")
-    return write_fit_report(outdir, _designed_limb(outdir), read_mesh(outdir / "device.stl"),
-                            report)
+    return report
 
 
 def _designed_limb(outdir: Path) -> trimesh.Trimesh:

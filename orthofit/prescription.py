@@ -55,6 +55,11 @@ class Material(BaseModel):
     printable_min_wall_mm: float = Field(gt=0)
     # Thinnest wall that still carries an orthosis's loads.
     structural_min_wall_mm: float = Field(gt=0)
+    # Young's modulus (MPa) and Poisson's ratio of printed parts, for the
+    # stiffness prediction, with where the modulus comes from.
+    elastic_modulus_mpa: float = Field(gt=0)
+    poisson_ratio: float = Field(ge=0.0, lt=0.5)
+    modulus_source: str
 
 
 #: Named materials.  Densities are the suppliers' published part densities;
@@ -62,11 +67,17 @@ class Material(BaseModel):
 #: Toolkit [typ]) and the processes' design guides [typ].
 MATERIALS: dict[str, Material] = {
     "PP": Material(name="PP", density_g_cm3=0.90, printable_min_wall_mm=1.2,
-                   structural_min_wall_mm=3.0),
+                   structural_min_wall_mm=3.0, elastic_modulus_mpa=1500.0, poisson_ratio=0.42,
+                   modulus_source="[typ] polypropylene homopolymer sheet and printed PP, "
+                                  "1.2-1.7 GPa in suppliers' data sheets"),
     "PA12": Material(name="PA12", density_g_cm3=1.01, printable_min_wall_mm=0.8,
-                     structural_min_wall_mm=2.0),
+                     structural_min_wall_mm=2.0, elastic_modulus_mpa=1800.0, poisson_ratio=0.4,
+                     modulus_source="[lit] HP 3D High Reusability PA 12 technical data sheet: "
+                                    "tensile modulus 1800 MPa in XY and Z (ASTM D638)"),
     "PETG": Material(name="PETG", density_g_cm3=1.27, printable_min_wall_mm=0.8,
-                     structural_min_wall_mm=2.5),
+                     structural_min_wall_mm=2.5, elastic_modulus_mpa=2000.0, poisson_ratio=0.38,
+                     modulus_source="[typ] PETG filament suppliers' data sheets, 1.7-2.1 GPa; "
+                                    "FDM parts are softer across their layers"),
 }
 
 
@@ -271,6 +282,14 @@ class Prescription(BaseModel):
         default_factory=dict)
     corrections: Corrections = Corrections()
     attachments: Attachments = Attachments()
+    # Predict the ankle stiffness of AFOs and leaf springs by finite elements
+    # (report.json "stiffness"); false skips the solve.
+    predict_stiffness: bool = True
+    # Design to this sagittal ankle stiffness (N·m/deg, k_axis: turned about
+    # the malleolar axis): the neck's trimline first, then the thickness,
+    # within clinical bounds.  Commercial AFOs measure 0.58-3.66 [lit:
+    # Shuman & Russell Esposito 2021].
+    target_stiffness_nm_per_deg: float | None = Field(default=None, gt=0.0, le=20.0)
 
     @model_validator(mode="after")
     def _fill_presets(self) -> "Prescription":
@@ -286,6 +305,15 @@ class Prescription(BaseModel):
                                self.corrections.model_copy(update={"reliefs": reliefs}))
         _refuse_impossible_corrections(self)
         _refuse_impossible_attachments(self)
+        if self.target_stiffness_nm_per_deg is not None:
+            if self.device not in ("solid-afo", "posterior-leaf-spring"):
+                raise ValueError(f"target_stiffness_nm_per_deg sets the stiffness of a calf "
+                                 f"section about the ankle, and device {self.device} has none; "
+                                 f"prescribe a solid-afo or posterior-leaf-spring, or drop the "
+                                 f"target")
+            if not self.predict_stiffness:
+                raise ValueError("target_stiffness_nm_per_deg is confirmed by the stiffness "
+                                 "prediction, and predict_stiffness is false; drop one of them")
         if self.printer == "custom":
             if self.build_volume_mm is None or min(self.build_volume_mm) <= 0:
                 raise ValueError("printer 'custom' needs build_volume_mm: three positive "

@@ -10,9 +10,10 @@ import pytest
 import orthofit
 
 MODULES = ["anatomy", "attachments", "batch", "checks", "clean", "cli", "corrections",
-           "crossings", "design", "errors", "fitmaps", "frame", "intake", "io", "jobs",
-           "jobstore", "manifest", "normals", "params", "pipeline", "prescription", "preview",
-           "report", "scene", "settings", "shell", "surface", "tasks", "trimlines"]
+           "crossings", "design", "elasticity", "errors", "femesh", "fitmaps", "frame", "intake",
+           "io", "jobs", "jobstore", "manifest", "normals", "params", "pipeline", "prescription",
+           "preview", "report", "scene", "settings", "shell", "stiffness", "surface", "tasks",
+           "trimlines", "tuning"]
 
 
 def test_exported_members():
