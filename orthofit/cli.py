@@ -129,6 +129,11 @@ def design(
     weight_bearing: Annotated[WeightBearing | None, typer.Option("--weight-bearing")] = None,
     case_ref: Annotated[str | None, typer.Option(
         "--case-ref", help="Case reference (never a patient's name).")] = None,
+    predict_stiffness: Annotated[bool | None, typer.Option(
+        "--stiffness/--no-stiffness",
+        help="Predict the ankle stiffness of an AFO (default: on).")] = None,
+    target_stiffness: Annotated[float | None, typer.Option(
+        "--target-stiffness", help="Design to this sagittal stiffness, Nm/deg.")] = None,
 ) -> None:
     """Design the prescribed orthosis from a raw scan; check it; write the files."""
     from .design import DESIGN_STAGES
@@ -137,6 +142,8 @@ def design(
 
     rx = _prescription(prescription, device=device, thickness_mm=thickness,
                        clearance_mm=clearance, material=material, printer=printer,
+                       predict_stiffness=predict_stiffness,
+                       target_stiffness_nm_per_deg=target_stiffness,
                        scan={"units": units, "up": up, "side": side,
                              "weight_bearing": weight_bearing, "case_ref": case_ref})
     result = _with_progress(lambda progress: design_file(scan, rx, progress=progress),

@@ -171,11 +171,18 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
         return device_rig(landmarks, built.trim.summary["proximal_edge_z_mm"])
 
     def measure(built: _Built) -> float:
+        began = time.perf_counter()
         result = solve_stiffness(built.device, limb, built.rx.thickness_mm,
                                  built.rx.material_spec.elastic_modulus_mpa,
                                  built.rx.material_spec.poisson_ratio, rig_at(built))
         solved[id(built)] = result
-        return result.k_axis["sagittal"]
+        k = result.k_axis["sagittal"]
+        if progress is not None:
+            # Each design tried on the way to the target, as it is confirmed.
+            progress("stiffness", f"{k:.3g} Nm/deg with the side trimline "
+                     f"{built.rx.trimlines.anterior_offset_mm:+.1f} mm from the malleoli, "
+                     f"{built.rx.thickness_mm:g} mm thick", time.perf_counter() - began)
+        return k
 
     if rx.target_stiffness_nm_per_deg is not None:
         proximal = layout.trim.summary["proximal_edge_z_mm"]

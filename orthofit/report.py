@@ -229,6 +229,7 @@ def report_html(report: dict, figures: list[Figure]) -> str:
               "<h2>Attachments</h2>", _table(["attachment", "value"], [
                   (k, _value(v)) for k, v in _flatten(_attachments_shown(report))],
                   "attachments"),
+              *_stiffness_section(report.get("stiffness")),
               "<h2>Prescription</h2>", _table(["field", "value"], [
                   (k, _value(v)) for k, v in _flatten(rx)], "prescription"),
               "<h2>Print</h2>", _table(["", ""], [
@@ -239,6 +240,35 @@ def report_html(report: dict, figures: list[Figure]) -> str:
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
             + "".join(parts) + "</body></html>\n")
+
+
+_PLANE_ORDER = {"sagittal": 0, "frontal": 1, "transverse": 2}
+
+
+def _stiffness_section(block: dict | None) -> list[str]:
+    """Ankle stiffness per plane, the target when one was prescribed, and the method."""
+    if not block:
+        return []
+    if not block.get("reported"):
+        return ["<h2>Ankle stiffness</h2>",
+                f"<p id='stiffness-not-reported'>Not reported: {_e(block['reason'])}</p>"]
+    unit = block["unit"]
+    parts = ["<h2>Ankle stiffness</h2>", _table(
+        ["plane", f"k_free ({unit})", f"k_axis ({unit})"],
+        [(plane, _number(v["k_free"]), _number(v["k_axis"]))
+         for plane, v in sorted(block["planes"].items(),
+                                key=lambda item: _PLANE_ORDER.get(item[0], 9))], "stiffness")]
+    target = block.get("target")
+    if target:
+        shown = {k: v for k, v in target.items() if k not in ("history", "method")}
+        parts += ["<h3>Designed to a target</h3>", _table(["", ""], [
+            (k, _value(v)) for k, v in _flatten(shown)], "stiffness-target"),
+            f"<p class='muted'>{_e(target['method'])}</p>"]
+    method = {"method": block["method"], "axes": block["axes"], "material": block["material"]}
+    parts += ["<h3>How these were computed</h3>", _table(["", ""], [
+        (k, _value(v)) for k, v in _flatten(method)], "stiffness-method"),
+        f"<p class='muted'>Accuracy: {_e(block['accuracy'])}.</p>"]
+    return parts
 
 
 def _attachments_shown(report: dict) -> dict:

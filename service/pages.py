@@ -65,6 +65,7 @@ def review_data(case: Any, version: Any, report: dict | None, out: Path, *,
     if report is not None and version.status == "ready":
         colours = _glb_meta(out)
         data.update({"checks": report["checks"], "measurements": report["measurements"],
+                     "stiffness": report.get("stiffness"),
                      "passed": report["passed"], "glb": glb, **colours})
     return data
 

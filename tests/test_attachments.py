@@ -9,6 +9,8 @@ under rays cast up, against the same device without a label.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,11 @@ from orthofit.design import run_design
 from orthofit.prescription import Prescription
 from tests.analytic import AnalyticLimb, scan_points
 from tests.attachment_helpers import material_around, opening, passes, slot_cut, vent_cuts
+
+# These tests measure geometry: the stiffness solve, tested in tests/test_stiffness*.py,
+# is left out to keep them quick.
+Prescription = functools.partial(Prescription, predict_stiffness=False)
+
 
 LIMB = AnalyticLimb(side="left")
 TRIM = {"proximal_height_mm": 250.0}

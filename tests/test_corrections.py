@@ -8,6 +8,8 @@ section's extent, mirroring by comparing with the unmirrored design.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import trimesh
@@ -18,6 +20,11 @@ from orthofit.pipeline import design_file
 from orthofit.prescription import Prescription
 from tests.analytic import AnalyticLimb, scan_points
 from tests.conftest import write_ply_points
+
+# These tests measure geometry: the stiffness solve, tested in tests/test_stiffness*.py,
+# is left out to keep them quick.
+Prescription = functools.partial(Prescription, predict_stiffness=False)
+
 
 LIMB = AnalyticLimb(side="left")
 

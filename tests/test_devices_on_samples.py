@@ -42,6 +42,12 @@ def test_every_device_passes_every_check_or_is_refused_with_the_reason(intake, d
         return
     failed = {k: v for k, v in design.checks.items() if not v["passed"]}
     assert design.passed, f"{name} {device} failed {failed}"
+    # The ankle stiffness is predicted where there is a calf cuff, and said why not elsewhere.
+    stiffness = design.stiffness
+    if device in LEG_DEVICES:
+        assert stiffness["reported"] and stiffness["planes"]["sagittal"]["k_axis"] > 0
+    else:
+        assert not stiffness["reported"] and "no calf section" in stiffness["reason"]
     assert design.checks["fits_printer"]["orientation"] is not None
     if device == "posterior-leaf-spring":
         # Layers along the spring's neck, not across it.

@@ -64,6 +64,10 @@ def test_review_page_shows_the_checks_and_approves(tmp_path):
                 assert {r[0]: r[3] == "✓" for r in rows} == marks
                 mass = next(r for r in rows if r[0] == "mass g")
                 assert float(mass[1]) == review["checks"]["mass_g"]["value"]
+                # A foot orthosis has no ankle stiffness, and the page says why.
+                assert review["stiffness"]["reported"] is False
+                note = page.text_content("#stiffness-note")
+                assert note == f"Not reported: {review['stiffness']['reason']}"
 
                 page.uncheck("#show-limb")
                 page.click("#approve-open")

@@ -7,6 +7,8 @@ from the code that placed the trimlines.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,11 @@ from orthofit import IntakeOptions, RawScan, run_intake
 from orthofit.design import run_design
 from orthofit.prescription import Prescription
 from tests.analytic import AnalyticLimb, scan_points
+
+# These tests measure geometry: the stiffness solve, tested in tests/test_stiffness*.py,
+# is left out to keep them quick.
+Prescription = functools.partial(Prescription, predict_stiffness=False)
+
 
 # Edges are rounded with a radius of half the thickness and flared; an edge's
 # extreme lies within this of where the trimline runs (mm).

@@ -265,6 +265,38 @@ function renderChecks(checks) {
   $('checks-panel').hidden = !checks;
 }
 
+// Stiffness per plane (N·m/deg) with the method beside it: rigs differ by tens of percent.
+function renderStiffness(stiffness) {
+  const body = $('stiffness').querySelector('tbody');
+  body.replaceChildren();
+  const note = $('stiffness-note');
+  $('stiffness-panel').hidden = !stiffness;
+  if (!stiffness) return;
+  if (!stiffness.reported) {
+    note.textContent = `Not reported: ${stiffness.reason}`;
+    return;
+  }
+  for (const plane of ['sagittal', 'frontal', 'transverse']) {
+    const k = stiffness.planes[plane];
+    if (!k) continue;
+    body.append(el('tr', { 'data-plane': plane },
+      el('td', { text: plane }),
+      el('td', { className: 'num', text: String(k.k_free) }),
+      el('td', { className: 'num', text: String(k.k_axis) })));
+  }
+  const parts = [`${stiffness.unit}. k_free: ${stiffness.method.load_cases.k_free}.`,
+    `k_axis: ${stiffness.method.load_cases.k_axis}.`,
+    `Clamped: ${stiffness.method.boundary_conditions.clamped}.`,
+    `Material: ${stiffness.material.name}, E = ${stiffness.material.elastic_modulus_mpa} MPa.`];
+  if (stiffness.target) {
+    parts.unshift(`Designed to ${stiffness.target.target_nm_per_deg} ${stiffness.unit} ` +
+      `(sagittal k_axis): achieved ${stiffness.target.achieved_nm_per_deg} ` +
+      `(${stiffness.target.error_percent} %).`);
+  }
+  parts.push(stiffness.accuracy + '.');
+  note.textContent = parts.join(' ');
+}
+
 function renderMeasurements(measurements) {
   const body = $('measurements').querySelector('tbody');
   body.replaceChildren();
@@ -575,6 +607,7 @@ async function load() {
   }
   renderChecks(data.checks);
   renderMeasurements(data.measurements);
+  renderStiffness(data.stiffness);
   renderColourBar(data.clearance_colour_mm, data.colours);
   if (data.glb) await showModel(data.glb);
 }

@@ -1,0 +1,48 @@
+"""Run ``orthofit stiffness`` once on a design folder; print time and peak memory as JSON.
+
+With ``--densify N`` it instead subdivides the folder's device.stl until the
+shell has at least N triangles (same surface, more triangles).  Run in its
+own process by :mod:`bench.bench_stiffness`.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from orthofit.io import read_mesh, stl_bytes
+from orthofit.pipeline import folder_stiffness
+
+
+def densify(folder: Path, least: int) -> None:
+    mesh = read_mesh(folder / "device.stl")
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    while len(faces) < least:
+        vertices, faces = trimesh.remesh.subdivide(vertices, faces)
+    (folder / "device.stl").write_bytes(stl_bytes(vertices, faces))
+
+
+def main(folder: Path) -> None:
+    start = time.perf_counter()
+    block = folder_stiffness(folder)
+    total = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    triangles = len(read_mesh(folder / "device.stl").faces)
+    sagittal = block["planes"]["sagittal"]
+    print(json.dumps({"triangles": triangles, "elements": block["method"]["elements"],
+                      "dofs": 3 * block["method"]["nodes"], "total_s": round(total, 3),
+                      "peak_mb": round(peak_mb, 1), "k_free": sagittal["k_free"],
+                      "k_axis": sagittal["k_axis"]}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--densify":
+        densify(Path(sys.argv[3]), int(sys.argv[2]))
+    else:
+        main(Path(sys.argv[1]))
