@@ -18,6 +18,7 @@ from .params import CleaningParams
 
 __all__ = [
     "Floor",
+    "ransac_plane",
     "downsample",
     "estimate_normals",
     "find_floor",
@@ -123,6 +124,47 @@ def estimate_normals(points: np.ndarray, params: CleaningParams) -> np.ndarray:
     return np.asarray(cloud.normals).copy()
 
 
+#: RANSAC stops once a better plane would be missed with at most this chance.
+_RANSAC_MISS = 1e-8
+_RANSAC_BATCH = 64
+
+
+def ransac_plane(points: np.ndarray, threshold: float, iterations: int, *,
+                 seed: int) -> tuple[np.ndarray, float]:
+    """The plane (unit normal, offset: n·p + offset = 0) with the most points within
+    ``threshold``, by RANSAC on triples drawn by a seeded generator.
+
+    Open3D's ``segment_plane`` scores its iterations in parallel and stops
+    when a shared counter passes a limit, so which planes it scores depends
+    on thread timing, and the same seed can give another floor under load.
+    Here the triples are drawn up front, scored in batches in order, and
+    the search stops after the first batch that makes a better plane
+    unlikely (a rule on the data alone); ties go to the smaller error.
+    """
+    rng = np.random.default_rng(seed)
+    triples = points[rng.integers(0, len(points), size=(iterations, 3))]
+    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
+    lengths = np.linalg.norm(normals, axis=1)
+    usable = lengths > 1e-9
+    normals = normals[usable] / lengths[usable, None]
+    offsets = -np.einsum("ij,ij->i", normals, triples[usable, 0])
+    counts = np.zeros(len(normals), dtype=np.int64)
+    errors = np.zeros(len(normals))
+    scored = len(normals)
+    for lo in range(0, len(normals), _RANSAC_BATCH):
+        hi = min(lo + _RANSAC_BATCH, len(normals))
+        distance = np.abs(points @ normals[lo:hi].T + offsets[lo:hi])
+        inside = distance < threshold
+        counts[lo:hi] = inside.sum(axis=0)
+        errors[lo:hi] = np.where(inside, distance, 0.0).sum(axis=0)
+        share = counts[:hi].max() / len(points)
+        if share >= 1.0 or (share > 0 and hi >= np.log(_RANSAC_MISS) / np.log1p(-share ** 3)):
+            scored = hi
+            break
+    best = np.lexsort((errors[:scored], -counts[:scored]))[0]
+    return normals[best], float(offsets[best])
+
+
 def find_floor(points: np.ndarray, normals: np.ndarray, up_candidates: np.ndarray,
                params: CleaningParams, *, seed: int) -> Floor | None:
     """Find the floor or platform top under the limb by seeded RANSAC.
@@ -136,7 +178,7 @@ def find_floor(points: np.ndarray, normals: np.ndarray, up_candidates: np.ndarra
     points : (n, 3) float, mm
     normals : (n, 3) float, unit, unoriented
     up_candidates : (k, 3) float, unit directions the floor normal may have
-    seed : seed of Open3D's RANSAC
+    seed : seed of the RANSAC
 
     Returns
     -------
@@ -148,13 +190,8 @@ def find_floor(points: np.ndarray, normals: np.ndarray, up_candidates: np.ndarra
         facing = np.abs(normals @ up) >= cos_tilt
         if facing.sum() < params.floor_min_share * len(points):
             continue
-        o3d.utility.random.seed(seed)
-        plane, _ = _cloud(points[facing]).segment_plane(
-            distance_threshold=params.floor_distance_mm, ransac_n=3,
-            num_iterations=params.ransac_iterations)
-        normal = np.asarray(plane[:3], dtype=np.float64)
-        scale = np.linalg.norm(normal)
-        normal, offset = normal / scale, plane[3] / scale
+        normal, offset = ransac_plane(points[facing], params.floor_distance_mm,
+                                      params.ransac_iterations, seed=seed)
         if normal @ up < 0:
             normal, offset = -normal, -offset
         if normal @ up < cos_tilt:
