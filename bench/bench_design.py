@@ -20,7 +20,7 @@ import sys
 from bench.bench_intake import HERE, RESULTS, scan_for
 
 STAGE_ORDER = ("read", "units", "clean", "align", "close", "landmarks", "trimlines",
-               "shell", "checks", "write")
+               "shell", "stiffness", "checks", "write")
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ read files or know about devices.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,8 @@ from .errors import CannotServeError
 from .shell import LimbDistance, raycasting_scene
 
 __all__ = ["FEMeshParams", "ShellFEMesh", "inner_surface", "remesh_surface", "shell_fe_mesh"]
+
+log = logging.getLogger(__name__)
 
 #: Mid-node order of a 10-node tetrahedron: the corners joined by each edge.
 TET_EDGES = np.array([[0, 1], [1, 2], [0, 2], [0, 3], [1, 3], [2, 3]])
@@ -62,6 +65,9 @@ class FEMeshParams:
     seed_spacing_share: float = 0.7
     # Lloyd rounds that move interior seeds to their regions' centres [eng].
     lloyd_rounds: int = 3
+    # Triangles under this share of the element size squared, and elements
+    # under it cubed, are slivers and left out [eng].
+    sliver_share: float = 0.01
 
 
 @dataclass
@@ -250,6 +256,9 @@ def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
     _, first = np.unique(np.sort(tri, axis=1), axis=0, return_index=True)
     tri = tri[np.sort(first)]
     coarse = trimesh.Trimesh(verts[seeds], tri, process=False)
+    # Three seeds in a line along a boundary make a sliver with no area; it
+    # would give elements of no volume.
+    coarse.update_faces(coarse.area_faces > params.sliver_share * element_mm ** 2)
     coarse.remove_unreferenced_vertices()
     return coarse
 
@@ -309,7 +318,7 @@ def shell_fe_mesh(shell: trimesh.Trimesh, limb: trimesh.Trimesh, thickness_mm: f
     Raises
     ------
     CannotServeError
-        When the shell has no inner face or its elements fold.
+        When the shell has no inner face.
     """
     element = params.element_mm or min(params.most_element_mm, thickness_mm)
     surface = remesh_surface(inner_surface(shell, limb, params), element, params)
@@ -330,9 +339,12 @@ def shell_fe_mesh(shell: trimesh.Trimesh, limb: trimesh.Trimesh, thickness_mm: f
     vol = tet_volumes(corner, tets)
     flipped = vol < 0
     tets[flipped] = tets[flipped][:, [1, 0, 2, 3]]
-    if (np.abs(vol) < 1e-9).any():
-        raise CannotServeError("the shell's elements fold (a crease sharper than the wall "
-                               "is thick); stiffness cannot be computed for this shell")
+    flat = np.abs(vol) < params.sliver_share * element ** 3
+    if flat.any():
+        # Where the wall's normals turn sharply (a crease), a prism can
+        # flatten; such elements carry nothing and are left out.
+        log.info("femesh: %d flat elements of %d left out", flat.sum(), len(tets))
+        tets = tets[~flat]
     nodes, tets10 = _add_mid_nodes(corner, tets)
     level = np.concatenate([np.full(nv, s) for s in levels])
     normal = np.tile(outward, (layers + 1, 1))

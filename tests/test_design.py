@@ -18,7 +18,7 @@ from tests.conftest import ROOT, SCANS, write_ply_points
 from tests.test_cli import REQUIRED_KEYS
 
 REPORT_KEYS = REQUIRED_KEYS | {"prescription", "checks", "passed", "print", "timings_s",
-                               "versions"}
+                               "stiffness", "versions"}
 CHECKS = {"watertight", "winding_consistent", "single_body", "positive_volume",
           "no_self_intersection", "wall_thickness", "clearance", "fits_printer", "volume_cm3",
           "mass_g", "triangles"}
@@ -113,6 +113,27 @@ def test_afo_from_a_foot_only_scan_exits_4(tmp_path, cli):
 def test_residual_limb_exits_4(tmp_path, cli):
     result = cli("design", SCANS / "residual_limb_nofoot_mm.stl", "-o", tmp_path)
     assert result.code == 4 and "no foot" in result.stderr
+
+
+def test_stiffness_command_says_why_an_smo_has_none(designed, cli, tmp_path):
+    _, out = designed
+    report = json.loads((out / "report.json").read_text())
+    assert report["stiffness"]["reported"] is False
+    result = cli("stiffness", out)
+    assert result.code == 0, result.stderr
+    assert "stiffness not reported: a smo has no calf section" in " ".join(result.stdout.split())
+    written = json.loads((out / "stiffness.json").read_text())
+    assert {k: v for k, v in written.items() if k != "seconds"} == report["stiffness"]
+    missing = cli("stiffness", tmp_path)
+    assert missing.code == 3 and "is not a design's output folder" in missing.stderr
+
+
+def test_a_stiffness_target_needs_a_calf_section(scan_file, tmp_path, cli):
+    result = cli("design", scan_file, "-o", tmp_path, "--device", "smo",
+                 "--target-stiffness", "1.5")
+    assert result.code == 2, result.stderr
+    assert "target_stiffness_nm_per_deg" in result.stderr and "device smo" in result.stderr
+    assert not (tmp_path / "device.stl").exists()
 
 
 @pytest.mark.parametrize("args", [["--thickness", "0.5"], ["--device", "boot"],
