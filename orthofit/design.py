@@ -168,7 +168,11 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     target = None
 
     def rig_at(built: _Built) -> Rig:
-        return device_rig(landmarks, built.trim.summary["proximal_edge_z_mm"])
+        # From the landmarks and edge as report.json holds them (to 0.001 mm),
+        # so that 'orthofit stiffness' on the written files gives the same numbers.
+        written = {name: None if p is None else np.asarray(round_point(p))
+                   for name, p in landmarks.items()}
+        return device_rig(written, built.trim.summary["proximal_edge_z_mm"])
 
     def measure(built: _Built) -> float:
         began = time.perf_counter()

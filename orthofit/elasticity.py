@@ -13,8 +13,8 @@ the 6 × 6 stiffness of the body at ``p``.  Every load case on the cuff (a
 pure moment, a rotation about an axis with a slide along the shank) is then
 exact linear algebra on that matrix.  The unknowns are ordered by METIS's
 nested dissection of the node graph (half the fill of SuperLU's own
-minimum-degree ordering on thin shells); SuperLU runs single-threaded, so
-the same mesh gives the same numbers on every run.
+minimum-degree ordering on thin shells); SuperLU and the BLAS under it run
+on one thread, so the same mesh gives the same numbers on every machine.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 import pymetis
 from scipy import sparse
 from scipy.sparse.linalg import splu
+from threadpoolctl import threadpool_limits
 
 from .femesh import TET_EDGES
 
@@ -142,11 +143,15 @@ def rigid_body_stiffness(stiffness: sparse.csr_matrix, nodes: np.ndarray, clampe
     k_rr = (t.T @ k_ss @ t).toarray()
     log.info("stiffness: factorising %d free DOFs", len(f))
     order = _nested_dissection(k_ff)
-    lu = splu(k_ff[order][:, order].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-              options={"SymmetricMode": True})
-    y = np.empty_like(k_fr)
-    y[order] = lu.solve(k_fr[order])
-    body = k_rr - k_fr.T @ y
+    # SuperLU's dense kernels call BLAS; threaded, they sum in an order that
+    # depends on the thread count, and the numbers must not.
+    with threadpool_limits(limits=1, user_api="blas"):
+        lu = splu(k_ff[order][:, order].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                  options={"SymmetricMode": True})
+        y = np.empty_like(k_fr)
+        y[order] = lu.solve(k_fr[order])
+    # einsum, not BLAS, for the same reason.
+    body = k_rr - np.einsum("ij,ik->jk", k_fr, y)
     return 0.5 * (body + body.T)
 
 
