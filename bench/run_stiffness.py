@@ -24,7 +24,9 @@ def densify(folder: Path, least: int) -> None:
     mesh = read_mesh(folder / "device.stl")
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
     while len(faces) < least:
-        vertices, faces = trimesh.remesh.subdivide(vertices, faces)
+        # Split the longer half of the edges: about 1.6 times the triangles a round.
+        edge = np.median(trimesh.Trimesh(vertices, faces, process=False).edges_unique_length)
+        vertices, faces = trimesh.remesh.subdivide_to_size(vertices, faces, max_edge=edge)
     (folder / "device.stl").write_bytes(stl_bytes(vertices, faces))
 
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # integrand B^T D B of a straight-sided quadratic tetrahedron is quadratic.
 _A, _B = 0.5854101966249685, 0.1381966011250105
 _GAUSS = np.array([[_A, _B, _B, _B], [_B, _A, _B, _B], [_B, _B, _A, _B], [_B, _B, _B, _A]])
-_CHUNK = 8192
+_CHUNK = 16384
 
 
 def isotropic_matrix(modulus_mpa: float, poisson: float) -> np.ndarray:
@@ -87,15 +87,22 @@ def assemble_stiffness(nodes: np.ndarray, tets: np.ndarray, modulus_mpa: float,
     """The global stiffness matrix (3n × 3n, N/mm), three DOFs per node in x, y, z order."""
     d = isotropic_matrix(modulus_mpa, poisson)
     n_dof = 3 * len(nodes)
-    total = sparse.csr_matrix((n_dof, n_dof))
+    # Each element's upper triangle (and diagonal) only; the lower is its mirror.
+    upper_i, upper_j = np.triu_indices(30)
+    parts = []
     for lo in range(0, len(tets), _CHUNK):
         part = tets[lo:lo + _CHUNK]
-        ke = _element_matrices(nodes, part, d)
-        dofs = (3 * part[:, :, None] + np.arange(3)).reshape(len(part), 30)
-        rows = np.broadcast_to(dofs[:, :, None], ke.shape).ravel()
-        cols = np.broadcast_to(dofs[:, None, :], ke.shape).ravel()
-        total = total + sparse.csr_matrix((ke.ravel(), (rows, cols)), shape=(n_dof, n_dof))
-    return total
+        ke = _element_matrices(nodes, part, d)[:, upper_i, upper_j]
+        dofs = (3 * part[:, :, None] + np.arange(3)).reshape(len(part), 30).astype(np.int32)
+        a, b = dofs[:, upper_i].ravel(), dofs[:, upper_j].ravel()
+        # Row <= column, so every entry lands in the upper triangle.
+        parts.append(sparse.coo_matrix((ke.ravel(), (np.minimum(a, b), np.maximum(a, b))),
+                                       shape=(n_dof, n_dof)).tocsr())
+    upper = parts[0]
+    for part in parts[1:]:
+        upper = upper + part
+    diagonal = sparse.diags(upper.diagonal())
+    return (upper + upper.T - diagonal).tocsr()
 
 
 def _rigid_map(points: np.ndarray, reference: np.ndarray) -> sparse.csr_matrix:
@@ -157,15 +164,18 @@ def rigid_body_stiffness(stiffness: sparse.csr_matrix, nodes: np.ndarray, clampe
 
 def _nested_dissection(k_ff: sparse.csc_matrix) -> np.ndarray:
     """A fill-reducing order of the DOFs (three per node, kept together) by METIS."""
-    coo = k_ff.tocoo()
-    n = k_ff.shape[0] // 3
-    off = coo.row // 3 != coo.col // 3
-    nodes = sparse.csr_matrix((np.ones(off.sum()), (coo.row[off] // 3, coo.col[off] // 3)),
-                              shape=(n, n))
-    nodes.sum_duplicates()
+    # Nodes are coupled where their x unknowns are: the x-x block's structure
+    # (kept entries, even those that sum to zero) is the node graph.
+    nodes = sparse.csr_matrix(k_ff[0::3, 0::3], copy=True)
+    nodes.data[:] = 1.0
+    nodes.setdiag(0.0)
+    nodes.eliminate_zeros()
     nodes.sort_indices()
-    perm, _ = pymetis.nested_dissection(pymetis.CSRAdjacency(
-        nodes.indptr.astype(np.int32), nodes.indices.astype(np.int32)))
+    # Four separators tried per level, refined longer: about a tenth less
+    # factorisation time on an adult AFO than METIS's defaults [eng].
+    perm, _ = pymetis.nested_dissection(
+        pymetis.CSRAdjacency(nodes.indptr.astype(np.int32), nodes.indices.astype(np.int32)),
+        options=pymetis.Options(nseps=4, niter=20))
     perm = np.asarray(perm, dtype=np.int64)
     return (3 * perm[:, None] + np.arange(3)).ravel()
 

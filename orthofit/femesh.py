@@ -33,7 +33,7 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
 from .errors import CannotServeError
-from .shell import LimbDistance, raycasting_scene
+from .shell import raycasting_scene
 
 __all__ = ["FEMeshParams", "ShellFEMesh", "inner_surface", "remesh_surface", "shell_fe_mesh"]
 
@@ -61,8 +61,10 @@ class FEMeshParams:
     # along a rim, it is clamped to this share of the nominal thickness [eng].
     thickness_clamp: tuple[float, float] = (0.6, 1.6)
     # Seeds closer than this share of the element size are not placed [eng]:
-    # a maximal set with this spacing has edges of about the element size.
-    seed_spacing_share: float = 0.7
+    # a maximal set with this spacing has a median edge about 1.15 times the
+    # element size.  At 0.7 (edges of the element size) the adult AFO's solve
+    # took a quarter longer for a result 0.05 % different.
+    seed_spacing_share: float = 0.8
     # Lloyd rounds that move interior seeds to their regions' centres [eng].
     lloyd_rounds: int = 3
     # Triangles under this share of the element size squared, and elements
@@ -102,15 +104,17 @@ def inner_surface(shell: trimesh.Trimesh, limb: trimesh.Trimesh,
                   params: FEMeshParams = FEMeshParams()) -> trimesh.Trimesh:
     """The shell's faces that look at the limb (its inner face), as an open mesh.
 
-    A face belongs when stepping along its outward normal brings it closer
-    to the limb nearly as fast as the step.
+    A face belongs when its outward normal points against the limb's own
+    outward normal at the nearest point of the limb, within
+    ``params.inner_cos``.  That holds on either side of the skin, so a wall
+    pressed into the limb (an arch support) is found too.
     """
-    distance = LimbDistance(limb)
-    centres = shell.triangles_center
-    step = 0.5
-    before = distance(centres)
-    after = distance(centres + step * shell.face_normals)
-    keep = (before - after) > params.inner_cos * step
+    scene, _ = raycasting_scene(limb)
+    closest = scene.compute_closest_points(
+        o3c.Tensor(np.asarray(shell.triangles_center, dtype=np.float32)))
+    facing = -np.einsum("ij,ij->i", shell.face_normals,
+                        closest["primitive_normals"].numpy().astype(np.float64))
+    keep = facing > params.inner_cos
     if not keep.any():
         raise CannotServeError("no face of the shell looks at the limb, so it has no inner "
                                "face to build elements on; check that the limb belongs to "
@@ -253,7 +257,9 @@ def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
                 & (tri.min(axis=1) >= 0))
     tri = tri[distinct]
     # One coarse triangle per triple of regions, wound as the first fine face.
-    _, first = np.unique(np.sort(tri, axis=1), axis=0, return_index=True)
+    ordered = np.sort(tri, axis=1).astype(np.int64)
+    _, first = np.unique((ordered[:, 0] * len(seeds) + ordered[:, 1]) * len(seeds)
+                         + ordered[:, 2], return_index=True)
     tri = tri[np.sort(first)]
     coarse = trimesh.Trimesh(verts[seeds], tri, process=False)
     # Three seeds in a line along a boundary make a sliver with no area; it
@@ -376,8 +382,9 @@ def _split_prisms(faces: np.ndarray, bottom: np.ndarray, top: np.ndarray) -> np.
 
 def _add_mid_nodes(corner: np.ndarray, tets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every tetrahedron edge gets one shared mid-node at its middle."""
-    pairs = np.sort(tets[:, TET_EDGES].reshape(-1, 2), axis=1)
-    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    pairs = np.sort(tets[:, TET_EDGES].reshape(-1, 2), axis=1).astype(np.int64)
+    keys, inverse = np.unique(pairs[:, 0] * len(corner) + pairs[:, 1], return_inverse=True)
+    unique = np.c_[keys // len(corner), keys % len(corner)]
     mid = 0.5 * (corner[unique[:, 0]] + corner[unique[:, 1]])
     nodes = np.vstack([corner, mid])
     tets10 = np.hstack([tets, len(corner) + inverse.reshape(-1, 6)])
