@@ -23,10 +23,14 @@ from orthofit.pipeline import folder_stiffness
 def densify(folder: Path, least: int) -> None:
     mesh = read_mesh(folder / "device.stl")
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-    while len(faces) < least:
-        # Split the longer half of the edges: about 1.6 times the triangles a round.
-        edge = np.median(trimesh.Trimesh(vertices, faces, process=False).edges_unique_length)
-        vertices, faces = trimesh.remesh.subdivide_to_size(vertices, faces, max_edge=edge)
+    lengths = trimesh.Trimesh(vertices, faces, process=False).edges_unique_length
+    for share in range(95, 0, -5):
+        # Split the longest edges, fewer first, until the shell has enough triangles.
+        denser = trimesh.remesh.subdivide_to_size(vertices, faces,
+                                                  max_edge=np.percentile(lengths, share))
+        if len(denser[1]) >= least:
+            vertices, faces = denser
+            break
     (folder / "device.stl").write_bytes(stl_bytes(vertices, faces))
 
 
