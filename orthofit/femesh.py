@@ -5,7 +5,7 @@ This module owns turning a printed shell (a watertight mesh in mm) into
 
 1. the shell's **inner face** (the faces that look at the limb) is cut out;
 2. it is **remeshed** to triangles of about the element size: seeds spread
-   over it at that spacing (every boundary kept), each fine vertex joins its
+   over it at least 0.8 of that apart (every boundary kept), each fine vertex joins its
    nearest seed along the surface (multi-source Dijkstra), and the regions'
    dual is the coarse surface (the idea of ACVD, Valette & Chassery 2004);
 3. each coarse triangle is **extruded** by the wall's local thickness
@@ -84,14 +84,6 @@ class ShellFEMesh:
     thickness: np.ndarray      # (surface vertices,) local wall thickness, mm
     element_mm: float
     layers: int
-
-    @property
-    def n_dof(self) -> int:
-        return 3 * len(self.nodes)
-
-    def volume(self) -> float:
-        """Total volume of the elements (mm³)."""
-        return float(tet_volumes(self.nodes, self.tets).sum())
 
 
 def tet_volumes(nodes: np.ndarray, tets: np.ndarray) -> np.ndarray:
@@ -197,8 +189,8 @@ def _poisson_seeds(points: np.ndarray, fixed: np.ndarray, radius: float,
                 continue
             if chosen:
                 tree = cKDTree(points[chosen])
-                ok = ~np.isinf(tree.query(points[cand], distance_upper_bound=radius)[0])
-                cand = cand[~ok]
+                crowded = np.isfinite(tree.query(points[cand], distance_upper_bound=radius)[0])
+                cand = cand[~crowded]
             # Cells of one phase lie over a radius apart: no two candidates clash.
             chosen.extend(cand.tolist())
             taken[cand] = True
@@ -390,7 +382,3 @@ def _add_mid_nodes(corner: np.ndarray, tets: np.ndarray) -> tuple[np.ndarray, np
     tets10 = np.hstack([tets, len(corner) + inverse.reshape(-1, 6)])
     return nodes, tets10
 
-
-def nearest_nodes(mesh: ShellFEMesh, points: np.ndarray) -> np.ndarray:
-    """Index of the mesh node nearest each point."""
-    return cKDTree(mesh.nodes).query(points)[1]

@@ -175,12 +175,13 @@ def _held_parts(mesh: ShellFEMesh, clamped: np.ndarray,
     _, comp = csgraph.connected_components(link, directed=False)
     held_comp = np.unique(comp[len(tets):][clamped | tied])
     keep_tet = np.isin(comp[:len(tets)], held_comp)
-    if keep_tet.all():
-        return mesh, clamped, tied, 0.0
-    volumes = np.abs(tet_volumes(mesh.nodes, tets))
-    loose = float(volumes[~keep_tet].sum() / volumes.sum())
     used = np.zeros(n, dtype=bool)
     used[tets[keep_tet].ravel()] = True
+    if used.all():
+        return mesh, clamped, tied, 0.0
+    # Loose walls go, and so does any node no element uses (it has no stiffness).
+    volumes = np.abs(tet_volumes(mesh.nodes, tets))
+    loose = float(volumes[~keep_tet].sum() / volumes.sum())
     new_index = np.cumsum(used) - 1
     kept = ShellFEMesh(nodes=mesh.nodes[used], tets=new_index[tets[keep_tet]],
                        level=mesh.level[used], normal=mesh.normal[used], surface=mesh.surface,
