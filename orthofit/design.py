@@ -2,8 +2,9 @@
 
 This module owns the order of the design steps and what they report:
 landmark overrides, the ankle correction, the device's trimlines, the
-corrections' fields, the attachments, the shell, the label and the checks, and
-the ``report.json`` content built on the intake JSON.  Each step is a
+corrections' fields, the attachments, the shell, the label, the stiffness
+(rebuilding the shell when designing to a target), the checks, and the
+``report.json`` content built on the intake JSON.  Each step is a
 function of another module; this one only sequences them.  It reads and
 writes no files (``orthofit.pipeline`` does).
 """

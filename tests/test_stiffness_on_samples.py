@@ -87,3 +87,19 @@ def test_an_unreachable_target_is_refused_with_the_reason(sample):
     with pytest.raises(CannotServeError, match="above what a posterior-leaf-spring of PP "
                                                "reaches within the clinical bounds"):
         run_design(intake, _leaf_spring(-12.0, target_stiffness_nm_per_deg=20.0))
+
+
+def test_a_solid_afo_is_designed_to_a_stiffer_target_by_moving_its_trimline_forward(sample):
+    name, intake = sample
+    if name != "child_right_floor_mm_yup":
+        pytest.skip("the solid AFO's path is the leaf spring's with other bounds: one sample")
+    rx = {"device": "solid-afo", "material": "PP"}
+    plain = run_design(intake, Prescription(**rx))
+    target = round(1.2 * plain.stiffness["planes"]["sagittal"]["k_axis"], 3)
+    tuned = run_design(intake, Prescription(**rx, target_stiffness_nm_per_deg=target))
+    report = tuned.stiffness["target"]
+    assert tuned.stiffness["planes"]["sagittal"]["k_axis"] == pytest.approx(target, rel=0.05)
+    assert report["anterior_offset_mm"]["prescribed"] == 12.0
+    assert 12.0 < tuned.prescription.trimlines.anterior_offset_mm <= 25.0
+    assert tuned.prescription.thickness_mm == 4.0
+    assert tuned.passed
