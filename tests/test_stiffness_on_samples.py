@@ -100,6 +100,9 @@ def test_a_solid_afo_is_designed_to_a_stiffer_target_by_moving_its_trimline_forw
     report = tuned.stiffness["target"]
     assert tuned.stiffness["planes"]["sagittal"]["k_axis"] == pytest.approx(target, rel=0.05)
     assert report["anterior_offset_mm"]["prescribed"] == 12.0
-    assert 12.0 < tuned.prescription.trimlines.anterior_offset_mm <= 25.0
-    assert tuned.prescription.thickness_mm == 4.0
+    offset = tuned.prescription.trimlines.anterior_offset_mm
+    assert 12.0 < offset <= 25.0
+    # The neck first: the wall thickens only once the trimline is at its bound.
+    assert tuned.prescription.thickness_mm == 4.0 if offset < 25.0 else \
+        tuned.prescription.thickness_mm > 4.0
     assert tuned.passed
