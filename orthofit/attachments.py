@@ -412,21 +412,30 @@ def apply_label(device: trimesh.Trimesh, rx: Prescription, side: str,
             f"the label ({size[0]:.0f} x {size[1]:.0f} mm in its smallest text, with "
             f"{_LABEL_EDGE_MM:.0f} mm around it) does not fit under the footplate at the "
             f"midfoot; shorten the case_ref or drop attachments.label")
-    height = RegularGridInterpolator((xs, ys), under)
+    height = RegularGridInterpolator((xs, ys), under, bounds_error=False, fill_value=None)
     overlap = 0.5
-    solid = m3d.CrossSection(outlines, m3d.FillRule.EvenOdd).extrude(label.depth_mm + overlap)
-    # Along the foot (+x), read from below: mirrored across the foot's axis.
-    solid = solid.mirror((0.0, 1.0, 0.0)).refine_to_length(1.0)
     sink = label.style == "deboss"
+    # The layer the text occupies, following the underside: from ``below`` to
+    # ``above`` the underside (mm).
+    below, above = (-overlap, label.depth_mm) if sink else (-label.depth_mm, overlap)
+    # The text as straight prisms through that layer's whole height range...
+    reach = float(under.min()) + below - 1.0
+    prisms = m3d.CrossSection(outlines, m3d.FillRule.EvenOdd).extrude(
+        float(under.max()) + above + 1.0 - reach)
+    # Along the foot (+x), read from below: mirrored across the foot's axis.
+    prisms = prisms.mirror((0.0, 1.0, 0.0)).translate((centre[0], centre[1], reach))
+    # ...cut by the layer itself, a slab whose faces follow the underside.  Each
+    # piece is a valid solid, so the intersection is; warping the text itself
+    # instead let thin strokes' walls cross where the underside curves.
+    slab = m3d.Manifold.cube((2 * half[0], 2 * half[1], 1.0)).translate(
+        (centre[0] - half[0], centre[1] - half[1], 0.0)).refine_to_length(1.0)
 
     def onto_underside(v: np.ndarray) -> np.ndarray:
         v = np.array(v, dtype=np.float64)
-        x, y = v[:, 0] + centre[0], v[:, 1] + centre[1]
-        base = height(np.column_stack([x, y]))
-        z = base - overlap + v[:, 2] if sink else base - label.depth_mm + v[:, 2]
-        return np.column_stack([x, y, z])
+        base = height(v[:, :2])
+        return np.column_stack([v[:, :2], base + below + v[:, 2] * (above - below)])
 
-    solid = solid.warp_batch(onto_underside)
+    solid = prisms ^ slab.warp_batch(onto_underside)
     shell = m3d.Manifold(m3d.Mesh(vert_properties=np.asarray(device.vertices, np.float32),
                                   tri_verts=np.asarray(device.faces, np.uint32)))
     result = _without_slivers(shell, solid, sink)
