@@ -379,8 +379,8 @@ def apply_label(device: trimesh.Trimesh, rx: Prescription, side: str,
     """Sink or raise the label into the footplate's underside under the midfoot.
 
     The text runs along the foot and reads from below; it follows the
-    underside's shape (the extruded text is refined and each vertex carried
-    onto the underside measured by rays cast up), so its depth is the same
+    underside's shape (the text's prisms are cut by a slab whose faces follow
+    the underside, measured by rays cast up), so its depth is the same
     everywhere.
 
     Raises
