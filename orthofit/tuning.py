@@ -74,7 +74,8 @@ class SectionSurrogate:
         shank, ml = rig.slide, rig.axes["sagittal"]
         ap = np.cross(ml, shank)
         point = rig.axis_point
-        lowest = -0.5 * (point[2] - 0.0)
+        # From half the ankle's height above the floor up to the cuff.
+        lowest = -0.5 * point[2]
         highest = (cuff_from_z - point[2]) / max(shank[2], 0.5)
         self.heights = np.arange(lowest, highest, params.section_step_mm)
         mids, lengths, across, along, which = [], [], [], [], []
