@@ -232,6 +232,13 @@ def _render_stiffness(block: dict[str, Any]) -> None:
     for plane, values in block["planes"].items():
         table.add_row(plane, f"{values['k_free']:.3g}", f"{values['k_axis']:.3g}")
     _out.print(table)
+    target = block.get("target")
+    if target:
+        _out.print(f"designed to {target['target_nm_per_deg']:g} {block['unit']} "
+                   f"({target['measure']}): {target['achieved_nm_per_deg']:g} "
+                   f"({target['error_percent']:+g} %), side trimline "
+                   f"{target['anterior_offset_mm']['designed']:+g} mm from the malleoli, "
+                   f"{target['thickness_mm']['designed']:g} mm thick")
     method, material = block["method"], block["material"]
     _out.print(f"k_free: {method['load_cases']['k_free']}")
     _out.print(f"k_axis: {method['load_cases']['k_axis']}")
