@@ -245,15 +245,15 @@ def _stiffness(rx: Prescription, built: _Built, solved: dict, rig_at, limb: trim
     if rx.device not in ("solid-afo", "posterior-leaf-spring"):
         return not_reported(rx.device)
     if not rx.predict_stiffness:
-        return {"reported": False, "reason": "predict_stiffness is false in the prescription"}
-    started = time.perf_counter()
+        return {"reported": False, "reason": "predict_stiffness is false in the prescription; "
+                "run 'orthofit stiffness' on the design's folder for the number"}
     rig = rig_at(built)
     result = solved.get(id(built))
     if result is None:
         result = solve_stiffness(built.device, limb, rx.thickness_mm,
                                  rx.material_spec.elastic_modulus_mpa,
                                  rx.material_spec.poisson_ratio, rig)
-    block = stiffness_block(result, rig, rx.material_spec, time.perf_counter() - started)
+    block = stiffness_block(result, rig, rx.material_spec)
     if target is not None:
         block["target"] = target
     return block

@@ -19,7 +19,6 @@ always carries the boundary conditions, the axes and the material with them.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -253,15 +252,13 @@ def device_stiffness(shell: trimesh.Trimesh, limb: trimesh.Trimesh, *, device: s
     """The ``stiffness`` block of ``report.json`` and the solve behind it (None if not reported)."""
     if device not in ("solid-afo", "posterior-leaf-spring") or proximal_z is None:
         return not_reported(device), None
-    started = time.perf_counter()
     rig = device_rig(landmarks, proximal_z)
     result = solve_stiffness(shell, limb, thickness_mm, material.elastic_modulus_mpa,
                              material.poisson_ratio, rig, params)
-    return stiffness_block(result, rig, material, time.perf_counter() - started), result
+    return stiffness_block(result, rig, material), result
 
 
-def stiffness_block(result: StiffnessResult, rig: Rig, material: Material,
-                    seconds: float) -> dict[str, Any]:
+def stiffness_block(result: StiffnessResult, rig: Rig, material: Material) -> dict[str, Any]:
     """What the report says about a solve: numbers, method, axes, material."""
     mesh = result.mesh
 
