@@ -175,13 +175,17 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
                    for name, p in landmarks.items()}
         return device_rig(written, built.trim.summary["proximal_edge_z_mm"])
 
+    def solve(built: _Built) -> StiffnessResult:
+        material = built.rx.material_spec
+        result = solve_stiffness(built.device, limb, built.rx.thickness_mm,
+                                 material.elastic_modulus_mpa, material.poisson_ratio,
+                                 rig_at(built))
+        solved[id(built)] = result
+        return result
+
     def measure(built: _Built) -> float:
         began = time.perf_counter()
-        result = solve_stiffness(built.device, limb, built.rx.thickness_mm,
-                                 built.rx.material_spec.elastic_modulus_mpa,
-                                 built.rx.material_spec.poisson_ratio, rig_at(built))
-        solved[id(built)] = result
-        k = result.k_axis["sagittal"]
+        k = solve(built).k_axis["sagittal"]
         if progress is not None:
             # Each design tried on the way to the target, as it is confirmed.
             progress("stiffness", f"{k:.3g} Nm/deg with the side trimline "
@@ -213,7 +217,7 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
             lean = 90.0 - sagittal_angle(shank(np.asarray(limb.vertices)))
             pitch["shank_to_vertical_in_shoe_deg"] = round(lean + pitch["pitch_deg"], 2)
         corrections["shoe_heel_pitch"] = pitch
-    stiffness = _stiffness(rx, built, solved, rig_at, limb, target)
+    stiffness = _stiffness(rx, built, solved, rig_at, solve, target)
     done("stiffness", _stiffness_summary(stiffness))
     checks = run_checks(device, limb, clearance_mm=rx.clearance_mm,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,
@@ -239,7 +243,7 @@ class _Built:
     device: trimesh.Trimesh | None = None
 
 
-def _stiffness(rx: Prescription, built: _Built, solved: dict, rig_at, limb: trimesh.Trimesh,
+def _stiffness(rx: Prescription, built: _Built, solved: dict, rig_at, solve,
                target: dict[str, Any] | None) -> dict[str, Any]:
     """The report's ``stiffness`` block: from the confirming solve when there was one."""
     if rx.device not in ("solid-afo", "posterior-leaf-spring"):
@@ -247,13 +251,8 @@ def _stiffness(rx: Prescription, built: _Built, solved: dict, rig_at, limb: trim
     if not rx.predict_stiffness:
         return {"reported": False, "reason": "predict_stiffness is false in the prescription; "
                 "run 'orthofit stiffness' on the design's folder for the number"}
-    rig = rig_at(built)
-    result = solved.get(id(built))
-    if result is None:
-        result = solve_stiffness(built.device, limb, rx.thickness_mm,
-                                 rx.material_spec.elastic_modulus_mpa,
-                                 rx.material_spec.poisson_ratio, rig)
-    block = stiffness_block(result, rig, rx.material_spec)
+    result = solved.get(id(built)) or solve(built)
+    block = stiffness_block(result, rig_at(built), rx.material_spec)
     if target is not None:
         block["target"] = target
     return block

@@ -103,11 +103,16 @@ class SectionSurrogate:
         self.section = np.concatenate(which)
         self.ap = ap
         self.modulus = rx.material_spec.elastic_modulus_mpa
+        self._trims: dict[float, Any] = {}
 
     def _trim(self, offset: float):
-        rx = self.rx.model_copy(update={"trimlines": self.rx.trimlines.model_copy(
-            update={"anterior_offset_mm": offset})})
-        return device_trim(rx, self.landmarks, self.limb, self.top_z)
+        # One trim field per offset: the thickness search evaluates the same
+        # offset for every candidate thickness.
+        if offset not in self._trims:
+            rx = self.rx.model_copy(update={"trimlines": self.rx.trimlines.model_copy(
+                update={"anterior_offset_mm": offset})})
+            self._trims[offset] = device_trim(rx, self.landmarks, self.limb, self.top_z)
+        return self._trims[offset]
 
     def sections(self, offset: float, thickness: float) -> tuple[np.ndarray, np.ndarray]:
         """Per section height: second moment of area (mm⁴) and wall length (mm)."""
