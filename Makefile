@@ -6,17 +6,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE ?= scans/adult_left_floor_mm_zup.ply
 OUT ?= out/demo
+# The exact versions the tests pass with (hashes included); `make lock` updates it.
+LOCK := requirements.lock
 
-.PHONY: setup demo test bench samples clean
+.PHONY: setup demo test bench samples lock clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/install-system-deps scripts/install-web service/web/package-lock.json
+$(VENV)/.installed: pyproject.toml $(LOCK) scripts/install-system-deps scripts/install-web service/web/package-lock.json
 	scripts/install-system-deps
 	scripts/install-web
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python scripts/check-lock $(LOCK)
 	touch $@
 
 demo: setup
@@ -25,6 +29,7 @@ demo: setup
 # The tests also run against a real PostgreSQL server, started here, and a
 # real headless Chromium, both from Debian's packages.
 test: setup
+	$(BIN)/python scripts/check-lock $(LOCK)
 	scripts/install-test-deps
 	url=$$(scripts/start-postgres) && broker=$$(scripts/start-redis) && \
 	  ORTHOFIT_TEST_POSTGRES_URL=$$url ORTHOFIT_TEST_BROKER_URL=$$broker $(BIN)/python -m pytest --durations=15
@@ -35,6 +40,12 @@ bench: setup
 	$(BIN)/python -m bench.bench_design
 	$(BIN)/python -m bench.bench_stiffness
 	$(BIN)/python -m bench.bench_batch
+
+# The newest versions pyproject.toml's ranges allow, resolved into the lock;
+# then `make test` installs them and runs the suite on them.
+lock: setup
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	  --upgrade --custom-compile-command "make lock" --quiet -o $(LOCK)
 
 samples: setup
 	$(BIN)/python -m scans.make_samples

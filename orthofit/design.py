@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 
 #: Design stages after intake, as progress reports and timings name them.
 DESIGN_STAGES = ("trimlines", "shell", "stiffness", "checks")
-_VERSIONED = ("orthofit", "numpy", "scipy", "open3d-cpu", "trimesh", "scikit-image",
-              "pydantic")
+#: Every library whose version can move a shell, a check or a stiffness number
+#: (requirements.lock pins them all; pyproject.toml bounds them).
+_VERSIONED = ("orthofit", "numpy", "scipy", "open3d-cpu", "trimesh", "embreex", "manifold3d",
+              "scikit-image", "pymetis", "pydantic")
 
 
 @dataclass

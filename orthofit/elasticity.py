@@ -29,7 +29,8 @@ from threadpoolctl import threadpool_limits
 
 from .femesh import TET_EDGES
 
-__all__ = ["isotropic_matrix", "assemble_stiffness", "rigid_body_stiffness", "move_reference"]
+__all__ = ["SingularStiffnessError", "isotropic_matrix", "assemble_stiffness",
+           "rigid_body_stiffness", "move_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,16 @@ log = logging.getLogger(__name__)
 _A, _B = 0.5854101966249685, 0.1381966011250105
 _GAUSS = np.array([[_A, _B, _B, _B], [_B, _A, _B, _B], [_B, _B, _A, _B], [_B, _B, _B, _A]])
 _CHUNK = 16384
+# A pivot under this share of the largest is a rounding error standing for a
+# zero: the free nodes hold a mechanism (1e-16 for a tetrahedron hanging by an
+# edge), where the sample devices and the test walls give 3e-5 and more [eng].
+_PIVOT_FLOOR = 1e-12
+_MECHANISM = ("a part of the wall can move with no load on it (a mechanism the "
+              "finite-element model could not hold)")
+
+
+class SingularStiffnessError(ArithmeticError):
+    """The free part of a stiffness matrix is singular: something in it can move unloaded."""
 
 
 def isotropic_matrix(modulus_mpa: float, poisson: float) -> np.ndarray:
@@ -134,6 +145,8 @@ def rigid_body_stiffness(stiffness: sparse.csr_matrix, nodes: np.ndarray, clampe
     ------
     ValueError
         When the node sets overlap or one is empty.
+    SingularStiffnessError
+        When the free nodes can move without strain (a part held by neither set).
     """
     if not clamped.any() or not tied.any():
         raise ValueError("both the clamped and the tied node sets must be non-empty")
@@ -153,8 +166,17 @@ def rigid_body_stiffness(stiffness: sparse.csr_matrix, nodes: np.ndarray, clampe
     # SuperLU's dense kernels call BLAS; threaded, they sum in an order that
     # depends on the thread count, and the numbers must not.
     with threadpool_limits(limits=1, user_api="blas"):
-        lu = splu(k_ff[order][:, order].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                  options={"SymmetricMode": True})
+        try:
+            lu = splu(k_ff[order][:, order].tocsc(), permc_spec="NATURAL",
+                      diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+        except RuntimeError as exc:  # SuperLU: "Factor is exactly singular"
+            raise SingularStiffnessError(_MECHANISM) from exc
+        # A mechanism may also meet a pivot of rounding error instead of an
+        # exact zero, and then solves to noise: refuse that too.
+        pivots = np.abs(lu.U.diagonal())
+        log.info("stiffness: smallest pivot %.3g of the largest", pivots.min() / pivots.max())
+        if pivots.min() < _PIVOT_FLOOR * pivots.max():
+            raise SingularStiffnessError(_MECHANISM)
         y = np.empty_like(k_fr)
         y[order] = lu.solve(k_fr[order])
     # einsum, not BLAS, for the same reason.

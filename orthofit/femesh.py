@@ -35,7 +35,8 @@ from scipy.spatial import cKDTree
 from .errors import CannotServeError
 from .shell import raycasting_scene
 
-__all__ = ["FEMeshParams", "ShellFEMesh", "inner_surface", "remesh_surface", "shell_fe_mesh"]
+__all__ = ["FEMeshParams", "ShellFEMesh", "inner_surface", "remesh_surface", "shell_fe_mesh",
+           "tet_volumes", "face_components"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,32 @@ def tet_volumes(nodes: np.ndarray, tets: np.ndarray) -> np.ndarray:
     """Signed volumes of the tetrahedra (corner nodes only), mm³."""
     a, b, c, d = (nodes[tets[:, i]] for i in range(4))
     return np.einsum("ij,ij->i", np.cross(b - a, c - a), d - a) / 6.0
+
+
+def face_components(tets: np.ndarray) -> np.ndarray:
+    """Per tetrahedron, the label of its part: tetrahedra joined through shared faces.
+
+    Two tetrahedra that share a triangle move together; a part joined to
+    the rest only along an edge or at a node turns about it freely (a
+    mechanism), so the stiffness matrix of the whole is singular.  Only the
+    corner nodes (the first four columns of ``tets``) count.
+
+    >>> face_components(np.array([[0, 1, 2, 3], [1, 2, 3, 4], [4, 5, 6, 7]])).tolist()
+    [0, 0, 1]
+    """
+    corners = np.sort(np.asarray(tets)[:, :4], axis=1).astype(np.int64)
+    if len(corners) == 0:
+        return np.zeros(0, dtype=np.int64)
+    triangles = np.concatenate([corners[:, [0, 1, 2]], corners[:, [0, 1, 3]],
+                                corners[:, [0, 2, 3]], corners[:, [1, 2, 3]]])
+    owner = np.tile(np.arange(len(corners)), 4)
+    _, key = np.unique(triangles, axis=0, return_inverse=True)
+    order = np.argsort(key.ravel(), kind="stable")
+    shared = np.flatnonzero(key.ravel()[order][1:] == key.ravel()[order][:-1])
+    a, b = owner[order][shared], owner[order][shared + 1]
+    graph = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(len(corners), len(corners)))
+    _, labels = csgraph.connected_components(graph, directed=False)
+    return labels.astype(np.int64)
 
 
 def inner_surface(shell: trimesh.Trimesh, limb: trimesh.Trimesh,

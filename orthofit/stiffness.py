@@ -25,15 +25,15 @@ from typing import Any
 
 import numpy as np
 import trimesh
-from scipy import sparse
-from scipy.sparse import csgraph
 
-from .elasticity import assemble_stiffness, move_reference, rigid_body_stiffness
+from .elasticity import (SingularStiffnessError, assemble_stiffness, move_reference,
+                         rigid_body_stiffness)
 from .errors import CannotServeError
-from .femesh import FEMeshParams, ShellFEMesh, shell_fe_mesh, tet_volumes
+from .femesh import FEMeshParams, ShellFEMesh, face_components, shell_fe_mesh, tet_volumes
 from .prescription import Material
 
-__all__ = ["PLANES", "Rig", "StiffnessResult", "solve_stiffness", "device_rig",
+__all__ = ["PLANES", "Rig", "StiffnessResult", "HeldModel", "held_parts", "solve_stiffness",
+           "device_rig",
            "device_stiffness", "not_reported", "NMM_PER_RAD_TO_NM_PER_DEG"]
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,13 @@ class StiffnessResult:
     mesh: ShellFEMesh
     n_clamped: int
     n_tied: int
-    #: Share of the wall's volume joined to neither the clamp nor the cuff (left out).
+    #: Share of the wall's volume held by neither the clamp nor the cuff, or
+    #: in degenerate elements (left out).
     loose_volume_share: float = 0.0
+    #: Parts of the wall left out (joined to the rest only along an edge or
+    #: at a node, or not at all), and degenerate elements left out.
+    loose_parts: int = 0
+    degenerate_elements: int = 0
 
 
 def plantar_faces(params: RigParams = RigParams(), region: Callable[[np.ndarray], np.ndarray]
@@ -141,7 +146,8 @@ def solve_stiffness(shell: trimesh.Trimesh, limb: trimesh.Trimesh, thickness_mm:
     mesh = shell_fe_mesh(shell, limb, thickness_mm, params)
     clamped, tied = rig.clamped(mesh), rig.tied(mesh)
     tied &= ~clamped
-    mesh, clamped, tied, loose = _held_parts(mesh, clamped, tied)
+    held = held_parts(mesh, clamped, tied, params)
+    mesh, clamped, tied = held.mesh, held.clamped, held.tied
     if not clamped.any():
         raise CannotServeError("the stiffness rig finds no plantar faces to clamp; the "
                                "device has no footplate under the foot")
@@ -151,43 +157,97 @@ def solve_stiffness(shell: trimesh.Trimesh, limb: trimesh.Trimesh, thickness_mm:
     log.info("stiffness: %d elements, %d nodes, %d clamped, %d tied", len(mesh.tets),
              len(mesh.nodes), clamped.sum(), tied.sum())
     k = assemble_stiffness(mesh.nodes, mesh.tets, modulus_mpa, poisson)
-    body = rigid_body_stiffness(k, mesh.nodes, clamped, tied, rig.axis_point)
+    try:
+        body = rigid_body_stiffness(k, mesh.nodes, clamped, tied, rig.axis_point)
+    except SingularStiffnessError as exc:
+        raise CannotServeError(
+            f"the stiffness cannot be computed: {exc}; design without it "
+            "(--no-stiffness) or move the trimlines so the wall is one piece") from exc
     k_free, k_axis = cuff_stiffness(body, rig.axes, rig.slide)
     return StiffnessResult(k_free=k_free, k_axis=k_axis, body=body, mesh=mesh,
                            n_clamped=int(clamped.sum()), n_tied=int(tied.sum()),
-                           loose_volume_share=loose)
+                           loose_volume_share=held.loose_volume_share,
+                           loose_parts=held.loose_parts,
+                           degenerate_elements=held.degenerate_elements)
 
 
-def _held_parts(mesh: ShellFEMesh, clamped: np.ndarray,
-                tied: np.ndarray) -> tuple[ShellFEMesh, np.ndarray, np.ndarray, float]:
-    """Only the elements connected to the clamp or the cuff; and the volume share left out.
+@dataclass(frozen=True)
+class HeldModel:
+    """What of a mesh the rig holds, and what was left out and why."""
 
-    Where the inner face is broken by a crease (a rim, a plate's edge), a
-    piece of wall can end up joined to nothing; it carries no load and would
-    make the system singular.
+    mesh: ShellFEMesh
+    clamped: np.ndarray
+    tied: np.ndarray
+    #: Share of the wall's volume left out: parts held by neither clamp nor
+    #: cuff, and degenerate elements.
+    loose_volume_share: float
+    loose_parts: int
+    degenerate_elements: int
+
+
+def held_parts(mesh: ShellFEMesh, clamped: np.ndarray, tied: np.ndarray,
+               params: FEMeshParams) -> HeldModel:
+    """Only the elements the rig holds rigidly; and what was left out.
+
+    A stiffness matrix is singular for a cause, and each is found here
+    before anything is factorised:
+
+    - a **degenerate element** (its volume under ``params.sliver_share``
+      of the element size cubed: a prism flattened where the wall creases)
+      carries nothing and is left out;
+    - a **loose part**: tetrahedra join rigidly only through shared faces,
+      so the wall falls into parts (a sliver of wall behind a crease, a piece
+      hanging from the rest by an edge or a node where flat elements went).
+      A part is held when the clamped and tied nodes in it span a plane
+      (three not in a line); any other part is free to move or to turn
+      about an edge (a mechanism), carries no load, and is left out.
+
+    The volume share left out is reported with the stiffness.
     """
     tets = mesh.tets
-    n = len(mesh.nodes)
-    rows = np.repeat(np.arange(len(tets)), 10)
-    graph = sparse.coo_matrix((np.ones(rows.size), (rows, tets.ravel())), shape=(len(tets), n))
-    link = sparse.bmat([[None, graph], [graph.T, None]]).tocsr()
-    _, comp = csgraph.connected_components(link, directed=False)
-    held_comp = np.unique(comp[len(tets):][clamped | tied])
-    keep_tet = np.isin(comp[:len(tets)], held_comp)
-    used = np.zeros(n, dtype=bool)
-    used[tets[keep_tet].ravel()] = True
-    if used.all():
-        return mesh, clamped, tied, 0.0
-    # Loose walls go, and so does any node no element uses (it has no stiffness).
     volumes = np.abs(tet_volumes(mesh.nodes, tets))
-    loose = float(volumes[~keep_tet].sum() / volumes.sum())
+    degenerate = volumes < params.sliver_share * mesh.element_mm ** 3
+    labels = face_components(tets)
+    labels[degenerate] = -1
+    fixed = clamped | tied
+    # Each part's held nodes (once each), and whether they span a plane: the
+    # second eigenvalue of their scatter matrix, from per-part sums.
+    part_of = np.repeat(labels, tets.shape[1])
+    node = tets.ravel()
+    pairs = np.unique(np.c_[part_of, node][(part_of >= 0) & fixed[node]], axis=0)
+    n_parts = int(labels.max()) + 1
+    part, p = pairs[:, 0], mesh.nodes[pairs[:, 1]]
+    count = np.bincount(part, minlength=n_parts).astype(float)
+    mean = np.stack([np.bincount(part, p[:, i], n_parts) for i in range(3)], 1)
+    mean /= np.maximum(count, 1.0)[:, None]
+    outer = np.stack([np.bincount(part, p[:, i] * p[:, j], n_parts)
+                      for i in range(3) for j in range(3)], 1).reshape(-1, 3, 3)
+    scatter = outer / np.maximum(count, 1.0)[:, None, None] - mean[:, :, None] * mean[:, None]
+    across = np.sqrt(np.maximum(np.linalg.eigvalsh(scatter)[:, 1], 0.0))
+    held = np.flatnonzero((count >= 3) & (across > _SPAN_SHARE * mesh.element_mm))
+    keep_tet = np.isin(labels, held)
+    parts = len(np.unique(labels[labels >= 0]))
+    total = volumes.sum()
+    loose = float(volumes[~keep_tet].sum() / total) if total > 0 else 1.0
+    used = np.zeros(len(mesh.nodes), dtype=bool)
+    used[tets[keep_tet].ravel()] = True
+    if used.all() and keep_tet.all():
+        return HeldModel(mesh, clamped, tied, 0.0, 0, 0)
+    # Loose parts go, and so does any node no element uses (it has no stiffness).
     new_index = np.cumsum(used) - 1
     kept = ShellFEMesh(nodes=mesh.nodes[used], tets=new_index[tets[keep_tet]],
                        level=mesh.level[used], normal=mesh.normal[used], surface=mesh.surface,
                        thickness=mesh.thickness, element_mm=mesh.element_mm, layers=mesh.layers)
-    log.info("stiffness: %.2f %% of the wall joined to neither clamp nor cuff, left out",
-             100 * loose)
-    return kept, clamped[used], tied[used], loose
+    log.info("stiffness: %d of %d parts of the wall (%.2f %% of its volume) held by neither "
+             "clamp nor cuff, and %d degenerate elements, left out", parts - len(held),
+             parts, 100 * loose, int(degenerate.sum()))
+    return HeldModel(kept, clamped[used], tied[used], loose, parts - len(held),
+                     int(degenerate.sum()))
+
+
+# The held nodes of a part span a plane when their spread across the line of
+# best fit (root-mean-square) exceeds this share of the element size [eng].
+_SPAN_SHARE = 0.01
 
 
 def at_axis_point(result: StiffnessResult, rig: Rig, point: np.ndarray) -> dict[str, float]:
@@ -278,6 +338,8 @@ def stiffness_block(result: StiffnessResult, rig: Rig, material: Material) -> di
             "layers": mesh.layers,
             "clamped_nodes": result.n_clamped, "tied_nodes": result.n_tied,
             "loose_volume_share": round(result.loose_volume_share, 4),
+            "loose_parts": result.loose_parts,
+            "degenerate_elements": result.degenerate_elements,
             "boundary_conditions": {k: rig.described[k] for k in ("clamped", "tied")},
             "load_cases": {k: rig.described[k] for k in ("k_free", "k_axis")},
         },

@@ -139,3 +139,119 @@ def test_elements_do_not_depend_on_the_shells_vertex_order(flat):
     a = shell_fe_mesh(flat.shell, flat.limb, flat.thickness)
     b = shell_fe_mesh(shuffled, flat.limb, flat.thickness)
     assert np.array_equal(a.nodes, b.nodes) and np.array_equal(a.tets, b.tets)
+
+
+def _with_hinge_and_flat_element(mesh, *, flat_element: bool = True):
+    """The mesh with a tetrahedron hanging from one element's edge in the free span (it
+    can turn about that edge: a mechanism) and, optionally, an element of no volume."""
+    from orthofit.femesh import TET_EDGES, ShellFEMesh
+
+    centre = mesh.nodes[mesh.tets[:, :4]].mean(axis=1)
+    host = mesh.tets[np.argmin(np.abs(centre[:, 0] - (CLAMP + FREE / 2)))]
+    a, b, mid_ab = host[0], host[1], host[4]           # TET_EDGES[0] joins corners 0 and 1
+    along = mesh.nodes[b] - mesh.nodes[a]
+    across = np.cross(along, [0.0, 0.0, 1.0])
+    across /= np.linalg.norm(across)
+    base = 0.5 * (mesh.nodes[a] + mesh.nodes[b])
+    c = base + 3.0 * across + np.array([0.0, 0.0, -4.0])
+    d = base - 3.0 * across + np.array([0.0, 0.0, -5.0])
+    nodes = [mesh.nodes, c[None], d[None]]
+    n = len(mesh.nodes)
+    corners = [a, b, n, n + 1]
+    if tet_volumes(np.vstack(nodes), np.array([corners]))[0] < 0:
+        corners = [b, a, n, n + 1]
+    tets = [mesh.tets]
+    extra = n + 2
+
+    def element(corner_ids, known=None):
+        nonlocal extra
+        mids = []
+        for i, j in TET_EDGES:
+            pair = {corner_ids[i], corner_ids[j]}
+            if known is not None and pair == known[0]:
+                mids.append(known[1])
+                continue
+            nodes.append(0.5 * (np.vstack(nodes)[corner_ids[i]]
+                                + np.vstack(nodes)[corner_ids[j]])[None])
+            mids.append(extra)
+            extra += 1
+        tets.append(np.array([corner_ids + mids]))
+
+    element(corners, known=({a, b}, mid_ab))
+    if flat_element:
+        # Four corners in one plane: three of the host's and one more on their plane.
+        p, q, r = host[0], host[1], host[2]
+        nodes.append((np.vstack(nodes)[p] + np.vstack(nodes)[q] - np.vstack(nodes)[r])[None])
+        extra += 1
+        element([p, q, r, extra - 1])
+    all_nodes = np.vstack(nodes)
+    grow = len(all_nodes) - n
+    return ShellFEMesh(nodes=all_nodes, tets=np.vstack(tets),
+                       level=np.r_[mesh.level, np.full(grow, 0.5)],
+                       normal=np.vstack([mesh.normal, np.zeros((grow, 3))]),
+                       surface=mesh.surface, thickness=mesh.thickness,
+                       element_mm=mesh.element_mm, layers=mesh.layers)
+
+
+def test_a_part_hanging_by_an_edge_makes_the_matrix_singular_and_is_left_out(flat, flat_result):
+    """Issue #14: the causes of a singular stiffness matrix are found before factorising."""
+    from orthofit.stiffness import held_parts
+
+    plain = shell_fe_mesh(flat.shell, flat.limb, flat.thickness)
+    rig = _strip_rig()
+    hinged = _with_hinge_and_flat_element(plain, flat_element=False)
+    # The cause is real: turning the hanging tetrahedron about its edge strains nothing,
+    # so the matrix has that turn as a null vector (whether SuperLU then meets an exact
+    # zero pivot or a rounding error's worth of one depends on the last bits).
+    k = assemble_stiffness(hinged.nodes, hinged.tets, E, 0.0)
+    hinge = hinged.tets[-1]
+    a, b = hinged.nodes[hinge[0]], hinged.nodes[hinge[1]]
+    axis = (b - a) / np.linalg.norm(b - a)
+    moving = np.setdiff1d(hinge, plain.tets.ravel())
+    turn = np.zeros_like(hinged.nodes)
+    turn[moving] = np.cross(axis, hinged.nodes[moving] - a)
+    u = turn.ravel()
+    assert np.linalg.norm(k @ u) < 1e-9 * abs(k).max() * np.linalg.norm(u)
+    # Found and left out, with an element of no volume beside it.
+    broken = _with_hinge_and_flat_element(plain)
+    assert abs(tet_volumes(broken.nodes, broken.tets[-1:]))[0] < 1e-9
+    clamped, tied = rig.clamped(broken), rig.tied(broken)
+    held = held_parts(broken, clamped, tied, FEMeshParams())
+    assert held.loose_parts == 1 and held.degenerate_elements == 1
+    assert 0 < held.loose_volume_share < 0.01
+    assert np.array_equal(held.mesh.nodes, flat_result.mesh.nodes)
+    assert np.array_equal(held.mesh.tets, flat_result.mesh.tets)
+
+
+def test_a_floating_island_in_the_shell_is_left_out_and_reported(flat, flat_result):
+    """A separate body in the shell (joined to neither clamp nor cuff) carries no load: the
+    solve leaves it out, says how much, and gives the strip's own stiffness."""
+    import trimesh
+
+    island = trimesh.creation.box(extents=(12.0, 12.0, 3.0))
+    island.apply_translation([CLAMP + FREE / 2, 15.0, -6.5])
+    shell = trimesh.util.concatenate([flat.shell, island])
+    result = solve_stiffness(shell, flat.limb, flat.thickness, E, 0.0, _strip_rig())
+    assert result.loose_parts >= 1
+    assert result.loose_volume_share == pytest.approx(
+        island.volume / shell.volume, rel=0.2)
+    for plane in ("sagittal", "frontal"):
+        assert result.k_free[plane] == pytest.approx(flat_result.k_free[plane], rel=1e-3)
+
+
+def test_a_mechanism_the_model_cannot_hold_is_refused_with_its_cause(flat, monkeypatch):
+    """Should a mechanism get past the search for loose parts, the solve refuses (exit 4)
+    naming it, instead of ending in an internal error."""
+    from orthofit import CannotServeError, stiffness
+    from orthofit.stiffness import HeldModel
+
+    def keep_everything(mesh, clamped, tied, params):
+        hinged = _with_hinge_and_flat_element(mesh, flat_element=False)
+        grow = len(hinged.nodes) - len(mesh.nodes)
+        pad = np.zeros(grow, dtype=bool)
+        return HeldModel(hinged, np.r_[clamped, pad], np.r_[tied, pad], 0.0, 0, 0)
+
+    monkeypatch.setattr(stiffness, "held_parts", keep_everything)
+    with pytest.raises(CannotServeError, match="can move with no load") as caught:
+        solve_stiffness(flat.shell, flat.limb, flat.thickness, E, 0.0, _strip_rig())
+    assert caught.value.exit_code == 4

@@ -106,3 +106,21 @@ def test_a_solid_afo_is_designed_to_a_stiffer_target_by_moving_its_trimline_forw
     assert tuned.prescription.thickness_mm == 4.0 if offset < 25.0 else \
         tuned.prescription.thickness_mm > 4.0
     assert tuned.passed
+
+
+def test_the_child_leaf_spring_with_its_neck_6_mm_behind_the_malleoli_is_solved():
+    """Issue #14: this design's matrix was exactly singular under another set of library
+    versions (90,723 free DOFs, SuperLU "Factor is exactly singular").  Pieces of wall
+    joined to the rest only by an edge or a node are now found and left out first."""
+    from tests.conftest import SCANS
+
+    intake = inspect_file(SCANS / "child_left_floor_in_zup.ply", Prescription().scan)
+    design = run_design(intake, _leaf_spring(-6.0))
+    block = design.stiffness
+    assert block["reported"], block
+    method = block["method"]
+    assert method["loose_volume_share"] < 0.01
+    assert method["loose_parts"] >= 0 and method["degenerate_elements"] >= 0
+    sagittal = block["planes"]["sagittal"]
+    # A child's PP leaf spring, 4 mm: of the order of the commercial range (0.58-3.66).
+    assert 0.3 < sagittal["k_free"] <= sagittal["k_axis"] < 10.0
