@@ -1,0 +1,23 @@
+"""The scan zoo: an independent family of synthetic limb scans with known truth.
+
+This package owns making test scans of a foot / ankle / lower leg that orthofit
+was not tuned on, and the ground truth that goes with each one:
+
+- ``source``: true limbs from the CC0 MakeHuman body and the CC BY 4.0 Visible
+  Human Female skin (parsing, morphs, cropping, capping, mm);
+- ``pose``: a MakeHuman foot plantarflexed about its ankle joint, and the
+  weight-bearing flattening of a standing sole;
+- ``scanner``: this package's own handheld-scanner simulation (sweeps of range
+  images, noise, grazing dropout, per-sweep misregistration, floor occlusion,
+  TSDF meshing) and the clutter it sees;
+- ``cases``: the named cases and their parameters;
+- ``truth``: the truth record of a case (landmarks, planes, angles, methods);
+- ``exchange``: writing scan and truth files byte for byte;
+- ``generate``: the cache of generated cases and the command line;
+- ``fit``: measures of a device mesh against the true skin.
+
+It must not import ``orthofit`` nor share code with ``scans/`` (the project's own
+sample scans are a different family, made by a different scanner), must not
+write anywhere but its cache folder, and must stay deterministic: the same case
+gives byte-identical files on every run.
+"""
