@@ -17,6 +17,8 @@ __all__ = ["floor", "hand", "other_foot", "platform", "stool_leg", "stray_points
 
 # Half-size of the floor rectangle beyond the limb (mm): well beyond any crop box.
 FLOOR_MARGIN_MM = 1500.0
+# The other foot is kept up to this height (mm): its foot and ankle.
+OTHER_FOOT_TOP_MM = 110.0
 
 
 def floor(skin: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -135,7 +137,11 @@ def other_foot(skin: trimesh.Trimesh, other_leg: trimesh.Trimesh, *, medial_sign
     else:
         dx = forefoot[:, 0].min() - gap_mm - ofoot[:, 0].max()
     dz = (toe_z - toe_offset_mm) - ofoot[:, 2].max()
-    moved = other_leg.copy()
+    # only the foot and ankle: the body's other shank leans toward the mid-line and would
+    # cross the scanned leg once the foot is moved beside it
+    from .source import cap_cut
+
+    moved, _ = cap_cut(other_leg, OTHER_FOOT_TOP_MM)
     moved.apply_translation([dx, 0.0, dz])
     return moved
 

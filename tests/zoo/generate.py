@@ -55,10 +55,12 @@ CROP_BELOW_HANGING_MM = 40.0
 # A skin vertex counts as seen when a limb return lies within this distance (mm):
 # about the spacing of one frame's returns at the working distance.
 SEEN_WITHIN_MM = 4.0
-# Camera heights over the floor [typ, handheld]; a hanging foot is also scanned from
-# a little below (the operator crouches): heights over its lowest point.
-CAMERA_HEIGHTS_STANDING_MM = (100.0, 500.0)
-CAMERA_HEIGHTS_HANGING_MM = (-40.0, 450.0)
+# Camera heights over the floor [typ, handheld: 10-50 cm for a leg cut below the knee];
+# the scanner never goes more than 60 mm above the limb's top, so a thigh-high scan
+# goes higher (the upper bound here is only a ceiling). A hanging foot is also scanned
+# from a little below (the operator crouches): heights over its lowest point.
+CAMERA_HEIGHTS_STANDING_MM = (100.0, 1000.0)
+CAMERA_HEIGHTS_HANGING_MM = (-40.0, 1000.0)
 # TSDF fusion of meshed scans: voxel and truncation (mm); coarse meshes fuse coarser.
 MESH_VOXEL_MM, MESH_TRUNC_MM = 1.2, 4.0
 COARSE_VOXEL_MM, COARSE_TRUNC_MM = 2.5, 7.0
@@ -69,7 +71,7 @@ HAND_GAP_MM = (4.0, 18.0)
 STOOL_DISTANCE_MM = (40.0, 110.0)
 STOOL_RADIUS_MM = (12.0, 20.0)
 OTHER_FOOT_GAP_MM = (15.0, 35.0)
-OTHER_FOOT_TOE_BEHIND_MM = (10.0, 60.0)
+OTHER_FOOT_TOE_BEHIND_MM = (40.0, 80.0)
 PLATFORM_MARGIN_MM = 60.0
 
 

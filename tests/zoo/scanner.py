@@ -18,8 +18,8 @@ frame (mm, Y up) into what a handheld structured-light scanner records:
   the limb's centre), as separate passes of a handheld scanner are;
 - the scanning software's crop box keeps nothing above the limb's cut.
 
-``fuse`` meshes the frames by TSDF integration (Open3D's ``ScalableTSDFVolume``),
-as scanner software does, giving a surface with holes where nothing was seen.
+``fuse`` meshes the frames by TSDF integration (its own, in numpy, with
+scikit-image's marching cubes), as scanner software does, giving a surface with holes where nothing was seen.
 It returns plain arrays; it must not know about cases, truth or files.
 """
 
@@ -72,16 +72,16 @@ class SceneItem:
 
 @dataclass(frozen=True)
 class Frame:
-    """One range image: camera pose and z-depths (0 = no return), mm.
+    """One range image's kept limb and clutter returns, as the scanner believes them.
 
-    extrinsic : (4, 4) world -> camera (x right, y down, z forward), after the
-        sweep's misregistration (the pose the scanner believes it had)
-    depth : (h, w) float32 z-depth of the kept limb and clutter returns
+    eye : (3,) the camera centre after the sweep's misregistration, mm
+    directions : (k, 3) unit ray directions (misregistered alike)
+    ranges : (k,) noisy ranges along them, mm
     """
 
-    extrinsic: np.ndarray
-    depth: np.ndarray
-    fx: float
+    eye: np.ndarray
+    directions: np.ndarray
+    ranges: np.ndarray
     sweep: int
 
 
@@ -123,31 +123,56 @@ def _smooth_wobble(rng: np.random.Generator, t: np.ndarray, amplitude: float) ->
     return out
 
 
-def camera_path(settings: ScannerSettings, axis_point: np.ndarray, top_y: float, floor_y: float,
+def limb_axis(vertices: np.ndarray, top_y: float, *, bin_mm: float = 10.0):
+    """The limb's axis as (heights, centres (k, 2) x and z) of its sections below ``top_y``."""
+    v = vertices[vertices[:, 1] <= top_y]
+    bins = np.floor((v[:, 1] - v[:, 1].min()) / bin_mm).astype(np.int64)
+    counts = np.bincount(bins)
+    used = np.flatnonzero(counts)
+    heights = np.bincount(bins, weights=v[:, 1])[used] / counts[used]
+    xs = np.bincount(bins, weights=v[:, 0])[used] / counts[used]
+    zs = np.bincount(bins, weights=v[:, 2])[used] / counts[used]
+    return heights, np.column_stack([xs, zs])
+
+
+def _axis_at(axis, y: np.ndarray) -> np.ndarray:
+    heights, centres = axis
+    return np.column_stack([np.interp(y, heights, centres[:, 0]),
+                            np.interp(y, heights, centres[:, 1])])
+
+
+def camera_path(settings: ScannerSettings, axis, top_y: float, floor_y: float,
                 rng: np.random.Generator, sweep: int):
-    """Eyes, targets and rolls of one sweep's frames (a continuous handheld path)."""
+    """Eyes, targets and rolls of one sweep's frames (a continuous handheld path).
+
+    ``axis`` is ``limb_axis``'s result: the cameras circle the limb's axis and aim at it.
+    """
     n = settings.frames_per_sweep
     t = np.linspace(0.0, 1.0, n)
     lo, hi = settings.camera_height_mm
     start_az = rng.uniform(0, 2 * np.pi)
     direction = 1.0 if rng.uniform() < 0.5 else -1.0
     az = start_az + direction * 2 * np.pi * settings.turns * t + _smooth_wobble(rng, t, 0.08)
-    # alternate sweeps rise and sink; each covers a random share of the height range
-    h0, h1 = np.sort(rng.uniform(lo, hi, size=2))
-    if h1 - h0 < 0.4 * (hi - lo):
-        mid = 0.5 * (h0 + h1)
-        h0, h1 = mid - 0.2 * (hi - lo), mid + 0.2 * (hi - lo)
+    # the operator covers the limb in bands: sweep k of n rises (or sinks) through the
+    # k-th of n overlapping height bands, up to a little above the limb's top
+    hi = min(hi, top_y - floor_y + 60.0)
+    hi = max(hi, lo + 80.0)
+    share = sweep / max(settings.sweeps - 1, 1)
+    span = (hi - lo) / max(settings.sweeps, 1) * 1.6
+    mid = lo + share * (hi - lo) + rng.uniform(-0.1, 0.1) * span
+    h0, h1 = np.clip([mid - 0.5 * span, mid + 0.5 * span], lo, hi)
     heights = (h0 + (h1 - h0) * t) if sweep % 2 == 0 else (h1 - (h1 - h0) * t)
-    heights = floor_y + heights + _smooth_wobble(rng, t, 12.0)
+    heights = floor_y + heights + _smooth_wobble(rng, t, 10.0)
+    aim_y = np.clip(heights - rng.uniform(20, 80) + _smooth_wobble(rng, t, 15.0),
+                    floor_y + 15.0, top_y - 10.0)
     r0, r1 = settings.standoff_mm
     radius = rng.uniform(r0, r1) + _smooth_wobble(rng, t, 0.1 * (r1 - r0))
-    eyes = np.column_stack([axis_point[0] + radius * np.sin(az), heights,
-                            axis_point[2] + radius * np.cos(az)])
+    around = _axis_at(axis, aim_y)
+    eyes = np.column_stack([around[:, 0] + radius * np.sin(az), heights,
+                            around[:, 1] + radius * np.cos(az)])
     # aim at the limb's axis, a little below the camera (operators look slightly down)
-    aim_y = np.clip(heights - rng.uniform(40, 120) + _smooth_wobble(rng, t, 20.0),
-                    floor_y + 15.0, top_y - 10.0)
-    targets = np.column_stack([axis_point[0] + _smooth_wobble(rng, t, 15.0), aim_y,
-                               axis_point[2] + _smooth_wobble(rng, t, 15.0)])
+    targets = np.column_stack([around[:, 0] + _smooth_wobble(rng, t, 15.0), aim_y,
+                               around[:, 1] + _smooth_wobble(rng, t, 15.0)])
     rolls = np.radians(_smooth_wobble(rng, t, 6.0))
     return eyes, targets, rolls
 
@@ -157,7 +182,7 @@ def scan(items: list[SceneItem], settings: ScannerSettings, *, axis_point: np.nd
          floor_y: float, rng: np.random.Generator) -> Scan:
     """Sweep the scene ``items`` and keep the returns inside the crop box.
 
-    axis_point : (3,) a point on the limb's vertical axis (cameras circle it)
+    axis_point : (3,) the limb's centre (misregistration turns about it)
     crop_top_y : nothing above this height is kept (the limb's cut)
     crop_box : (lo, hi) (3,) the scanning software's box in the true frame
     support_y : height of the floor or platform top under the foot, None without
@@ -179,11 +204,13 @@ def scan(items: list[SceneItem], settings: ScannerSettings, *, axis_point: np.nd
     uu, vv = np.meshgrid(u, v)
     cam_dirs = np.stack([uu, vv, np.ones_like(uu)], axis=-1).reshape(-1, 3)
     centre = np.asarray(axis_point, dtype=np.float64)
+    limb_vertices = np.vstack([i.mesh.vertices for i in items if i.label == LIMB])
+    axis = limb_axis(limb_vertices, crop_top_y)
     # the ragged contact line: height lost above the support varies round the foot
     contact_phase = rng.uniform(0, 2 * np.pi, size=3)
     all_pts, all_lab, all_sweep, frames = [], [], [], []
     for sweep in range(settings.sweeps):
-        eyes, targets, rolls = camera_path(settings, centre, crop_top_y, floor_y, rng, sweep)
+        eyes, targets, rolls = camera_path(settings, axis, crop_top_y, floor_y, rng, sweep)
         if sweep == 0:
             mis_r, mis_t = np.eye(3), np.zeros(3)
         else:
@@ -231,41 +258,56 @@ def scan(items: list[SceneItem], settings: ScannerSettings, *, axis_point: np.nd
             all_lab.append(labels[keep])
             all_sweep.append(np.full(len(kept), sweep, dtype=np.int64))
             # the frame as the scanner believes it: camera moved by the same error
-            world_to_cam = np.eye(4)
             eye_b = (eye - centre) @ mis_r.T + centre + mis_t
-            rot_b = rot @ mis_r.T
-            world_to_cam[:3, :3] = rot_b
-            world_to_cam[:3, 3] = -rot_b @ eye_b
-            zdepth = np.where(keep & (labels != SUPPORT), (pts - eye) @ rot[2], 0.0)
-            frames.append(Frame(world_to_cam, zdepth.reshape(h, w).astype(np.float32), fx, sweep))
+            mesh_keep = keep & (labels != SUPPORT)
+            frames.append(Frame(eye_b, unit[mesh_keep] @ mis_r.T, noisy[mesh_keep], sweep))
     return Scan(np.vstack(all_pts), np.concatenate(all_lab), np.concatenate(all_sweep),
                 tuple(frames))
 
 
 def fuse(frames: tuple[Frame, ...], *, voxel_mm: float, trunc_mm: float) -> trimesh.Trimesh:
-    """TSDF-fuse the frames' depth images (support returns left out) into a mesh (mm).
+    """TSDF-fuse the frames' returns (support left out) into a mesh (mm), as scanner
+    software does.
 
-    The vertices and faces are put in a canonical order (sorted) so that the result
-    does not depend on the volume's hash-map order.
+    Every return adds, to each voxel its ray passes within ``trunc_mm`` of the
+    surface, the projective signed distance ``range - (centre - eye) . dir`` (positive
+    in front of the surface); voxels average what they got; marching cubes runs on
+    the observed voxels only (``mask``), so unseen skin stays a hole. Vertices and
+    faces come out in a canonical (sorted) order.
     """
-    volume = o3d.pipelines.integration.ScalableTSDFVolume(
-        voxel_length=voxel_mm, sdf_trunc=trunc_mm,
-        color_type=o3d.pipelines.integration.TSDFVolumeColorType.NoColor)
-    for frame in frames:
-        h, w = frame.depth.shape
-        intr = o3d.camera.PinholeCameraIntrinsic(w, h, frame.fx, frame.fx, 0.5 * w - 0.5,
-                                                 0.5 * h - 0.5)
-        depth = o3d.geometry.Image(np.ascontiguousarray(frame.depth))
-        color = o3d.geometry.Image(np.zeros((h, w, 3), dtype=np.uint8))
-        rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
-            color, depth, depth_scale=1.0, depth_trunc=1e4, convert_rgb_to_intensity=False)
-        volume.integrate(rgbd, intr, frame.extrinsic)
-    mesh = volume.extract_triangle_mesh()
-    verts = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.triangles, dtype=np.int64)
+    from skimage.measure import marching_cubes
+
+    steps = np.arange(-trunc_mm, trunc_mm + 1e-9, 0.5 * voxel_mm)
+    eyes = np.vstack([np.broadcast_to(f.eye, f.directions.shape) for f in frames])
+    dirs = np.vstack([f.directions for f in frames])
+    ranges = np.concatenate([f.ranges for f in frames])
+    if len(ranges) == 0:
+        raise RuntimeError("TSDF fusion found no surface: no frame saw the limb")
+    surface = eyes + dirs * ranges[:, None]
+    origin = surface.min(axis=0) - 2 * trunc_mm
+    shape = np.ceil((surface.max(axis=0) + 2 * trunc_mm - origin) / voxel_mm).astype(np.int64) + 1
+    total = np.zeros(int(np.prod(shape)), dtype=np.float64)
+    count = np.zeros(int(np.prod(shape)), dtype=np.float64)
+    chunk = 200_000
+    for start in range(0, len(ranges), chunk):
+        e, d, r = eyes[start:start + chunk], dirs[start:start + chunk], ranges[start:start + chunk]
+        samples = (e[:, None, :] + d[:, None, :] * (r[:, None] + steps[None, :])[..., None])
+        ijk = np.rint((samples - origin) / voxel_mm).astype(np.int64)
+        centre = origin + ijk * voxel_mm
+        sdf = r[:, None] - np.einsum("nkj,nj->nk", centre - e[:, None, :], d)
+        inside = np.abs(sdf) <= trunc_mm
+        flat = np.ravel_multi_index(tuple(ijk[inside].T), tuple(shape))
+        total += np.bincount(flat, weights=sdf[inside], minlength=len(total))
+        count += np.bincount(flat, minlength=len(count))
+    seen = count > 0
+    tsdf = np.where(seen, total / np.maximum(count, 1), trunc_mm).reshape(shape)
+    mask = seen.reshape(shape)
+    verts, faces, _, _ = marching_cubes(tsdf.astype(np.float32), level=0.0,
+                                        spacing=(voxel_mm,) * 3, mask=mask,
+                                        gradient_direction="ascent")
     if len(faces) == 0:
         raise RuntimeError("TSDF fusion found no surface: no frame saw the limb")
-    return canonical_mesh(verts, faces)
+    return canonical_mesh(verts + origin, faces)
 
 
 def canonical_mesh(verts: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
