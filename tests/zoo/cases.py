@@ -177,14 +177,14 @@ CASES: tuple[Case, ...] = (
     _hang("mh_child9_l_hang42_bk50_xyz_in_y", 42, seed=127, body="child9", cut_mm=50,
           units="in", fmt="xyz", clutter=("stool_leg",), points=60_000),
     # --- Visible Human Female legs (feet already plantarflexed): point clouds
-    _vh("vh_l_thigh_ply_mm_y", seed=131, extent="above_knee", cut_mm=180, stray=300),
+    _vh("vh_l_thigh_ply_mm_y", seed=131, plantarflex_deg=35, extent="above_knee", cut_mm=180, stray=300),
     _vh("vh_r_knee_xyz_m_z", seed=132, side="right", extent="knee", units="m", up="z",
         fmt="xyz"),
-    _vh("vh_l_bk30_pcd_in_y", seed=133, cut_mm=30, units="in", fmt="pcd", clutter=("hand",),
+    _vh("vh_l_bk30_pcd_in_y", seed=133, plantarflex_deg=30, cut_mm=30, units="in", fmt="pcd", clutter=("hand",),
         stray=300),
     _vh("vh_r_bk50_ply_mm_z", seed=134, side="right", cut_mm=50, up="z", stray=400,
         noise_mm=0.45),
-    _vh("vh_l_foot_plyascii_mm_z", seed=135, extent="foot_only", cut_mm=50, up="z",
+    _vh("vh_l_foot_plyascii_mm_z", seed=135, plantarflex_deg=40, extent="foot_only", cut_mm=50, up="z",
         fmt="ply_ascii", points=40_000),
     # --- meshed scans: TSDF-fused, small holes, no floor; binary STL, Y up, mm
     _mh("mh_adult_l_floor_bk30_mesh_stl", seed=141, stray=20, **_MESH),
@@ -194,7 +194,7 @@ CASES: tuple[Case, ...] = (
     _mh("mh_fatcalf_l_platform_thigh_mesh_stlascii", seed=144, body="fatcalf",
         extent="above_knee", cut_mm=160, support="platform", weight_bearing="semi",
         press_mm=1.5, contact_mm=3.0, **{**_MESH, "fmt": "stl_ascii"}),
-    _vh("vh_r_bk20_mesh_plymesh", seed=145, side="right", cut_mm=20,
+    _vh("vh_r_bk20_mesh_plymesh", seed=145, plantarflex_deg=32, side="right", cut_mm=20,
         **{**_MESH, "fmt": "ply_mesh"}),
     # --- coarse meshes of ~1,000 vertices, metres
     _mh("mh_adult_l_floor_bk30_coarse_obj_m_y", seed=151, fmt="obj", **_COARSE),
@@ -205,7 +205,7 @@ CASES: tuple[Case, ...] = (
     # --- dense clouds (CI skips these)
     _mh("mh_adult_r_floor_bk30_dense_ply_mm_z", seed=161, side="right", up="z", fmt="ply",
         points=2_000_000, stray=2000, clutter=("stool_leg",), **_DENSE),
-    _vh("vh_l_knee_dense_ply_m_y", seed=162, extent="knee", units="m", fmt="ply",
+    _vh("vh_l_knee_dense_ply_m_y", seed=162, plantarflex_deg=38, extent="knee", units="m", fmt="ply",
         points=1_500_000, **_DENSE),
 )
 

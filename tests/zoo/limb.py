@@ -72,11 +72,22 @@ def true_limb(case: Case) -> LimbScene:
     verts = np.asarray(leg.skin.vertices, dtype=np.float64)
     other = leg.other
     floor_y: float | None = None
-    if case.pose == "hanging" and case.source == "makehuman":
+    if case.pose == "hanging":
         shank = joints["knee"] - joints["ankle"]
         ankle = joints["ankle"].copy()
-        # the unloaded foot's plantar plane is the floor it stood on: a point under the heel
-        plane_point = np.array([ankle[0], 0.0, ankle[2]])
+        if case.source == "makehuman":
+            # the unloaded foot's plantar plane is the floor it stood on
+            plane_point, plane_normal = np.array([ankle[0], 0.0, ankle[2]]), np.array([0, 1.0, 0])
+            methods["plantar_plane"] = (
+                "the floor the unposed MakeHuman foot stood on, turned with the foot by "
+                f"{case.plantarflex_deg:g} deg about the ankle axis (the sole turns rigidly)")
+        else:
+            plane_point, plane_normal = _plantar_support(verts, joints)
+            methods["plantar_plane"] = (
+                "convex-hull facet of the unposed foot (below the ankle) whose outward normal "
+                f"is within {PLANTAR_FACET_MAX_DEG:g} deg of the foot's down direction and that "
+                "spans the longest stretch along the hand-marked heel-toe axis (it touches "
+                "heel and forefoot), turned with the foot")
         verts = pose.plantarflex(verts, ankle, shank, case.plantarflex_deg)
         keys = sorted(joints)
         moved = pose.plantarflex_points(np.array([joints[k] for k in keys]), ankle, shank,
@@ -85,22 +96,14 @@ def true_limb(case: Case) -> LimbScene:
         plane_point = pose.plantarflex_points(plane_point[None], ankle, shank,
                                               case.plantarflex_deg)[0]
         turn = pose.rotation_about(np.array([1.0, 0.0, 0.0]), np.radians(case.plantarflex_deg))
-        plane_normal = turn @ np.array([0.0, 1.0, 0.0])
-        methods["plantar_plane"] = (
-            "the floor the unposed MakeHuman foot stood on, turned with the foot by "
-            f"{case.plantarflex_deg:g} deg about the ankle axis (the sole turns rigidly)")
+        plane_normal = turn @ plane_normal
         methods["pose"] = (
             f"foot turned {case.plantarflex_deg:g} deg about the mediolateral axis through the "
             f"ankle joint centre, the angle blended (smoothstep) from full "
             f"{pose.BLEND_BELOW_MM:g} mm below to none {pose.BLEND_ABOVE_MM:g} mm above the "
-            "ankle along the shank axis")
-    elif case.pose == "hanging":
-        plane_point, plane_normal = _plantar_support(verts, joints)
-        methods["plantar_plane"] = (
-            "convex-hull facet of the foot (below the ankle) whose outward normal is within "
-            f"{PLANTAR_FACET_MAX_DEG:g} deg of the hand-marked foot's down direction and that "
-            "spans the longest stretch along the heel-toe axis (touches heel and forefoot)")
-        methods["pose"] = "as the Visible Human Female donor lay (supine, feet plantarflexed)"
+            "ankle along the shank axis" + (
+                "" if case.source == "makehuman" else
+                "; the VH donor's own foot is near neutral, so the zoo turns it"))
     elif case.pose == "standing":
         if case.source != "makehuman":
             raise ValueError("the Visible Human feet are plantarflexed: they cannot stand")

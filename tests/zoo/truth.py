@@ -28,6 +28,7 @@ FIBULAR_HEAD_POSTERIOR_DEG = 30.0
 # helpers), and at most this high above the plantar plane.
 MTH_WINDOW_MM = 12.0
 MTH_MAX_HEIGHT_MM = 40.0
+MTH1_SHARE, MTH5_SHARE = 0.72, 0.64
 # The heel and toe tip are sought among the skin below this share of the ankle joint
 # centre's height above the plantar plane (the foot, not the calf behind the heel).
 FOOT_HEIGHT_SHARE = 1.0
@@ -121,8 +122,17 @@ def landmarks(limb: TrueLimb, side: str) -> Landmarks:
                             f"toe-{'1' if sign < 0 else '5'}-1 (MTP joint) helper, under "
                             f"{MTH_MAX_HEIGHT_MM:.0f} mm above the plantar plane")
     else:
-        for key in ("mth1", "mth5"):
-            points[key] = joints.get(key)
+        # no MTP joints (Visible Human): the metatarsal heads at their usual share of the
+        # foot's length from the heel [typ: MTH1 ~72 %, MTH5 ~64 %]
+        for key, share, sign in (("mth1", MTH1_SHARE, -1.0), ("mth5", MTH5_SHARE, 1.0)):
+            at = heel @ axis + share * length
+            near = (np.abs(along - at) < MTH_WINDOW_MM) & (height < MTH_MAX_HEIGHT_MM)
+            cand = foot[near]
+            points[key] = cand[np.argmax(sign * (cand @ lateral))]
+            methods[key] = (f"rule: skin vertex most {'medial' if sign < 0 else 'lateral'} "
+                            f"within {MTH_WINDOW_MM:.0f} mm of {100 * share:.0f} % of the foot "
+                            f"length from the heel along the foot axis, under "
+                            f"{MTH_MAX_HEIGHT_MM:.0f} mm above the plantar plane")
     shank = joints["knee"] - joints["ankle"]
     shank /= np.linalg.norm(shank)
     if "fibular_head" in joints:
