@@ -200,7 +200,7 @@ CASES: tuple[Case, ...] = (
     _mh("mh_adult_l_floor_bk30_coarse_obj_m_y", seed=151, fmt="obj", **_COARSE),
     _hang("mh_child6_l_hang35_bk20_coarse_off_m_z", 35, seed=152, body="child6", cut_mm=20,
           up="z", fmt="off", **_COARSE),
-    _vh("vh_r_knee_coarse_glb_m_y", seed=153, side="right", extent="knee", fmt="glb",
+    _vh("vh_r_knee_coarse_glb_m_y", seed=154, side="right", extent="knee", fmt="glb",
         **_COARSE),
     # --- dense clouds (CI skips these)
     _mh("mh_adult_r_floor_bk30_dense_ply_mm_z", seed=161, side="right", up="z", fmt="ply",

@@ -79,11 +79,10 @@ def hand(skin: trimesh.Trimesh, *, height_mm: float, gap_mm: float,
     for k, dy in enumerate((-27.0, -9.0, 9.0, 27.0)):
         length = 70.0 + 8.0 * (k in (1, 2))
         finger = trimesh.creation.capsule(height=length, radius=8.0, count=[12, 12])
-        # a capsule lies along z; lay it along the tangent, wrapping forward of the palm
+        # a capsule lies along its z: lay it along the leg's tangent beside the palm,
+        # wrapping round the shank
         turn = np.eye(4)
-        turn[:3, 0], turn[:3, 1], turn[:3, 2] = out, [0, 1, 0], tangent
-        side = 1.0 if k % 2 == 0 else 1.0
-        wrap = az + side * (35.0 + length / (2 * radius) * 20.0) * np.pi / 180.0
+        wrap = az + (35.0 + length / (2 * radius) * 20.0) * np.pi / 180.0
         pos = centre + np.array([np.sin(wrap), 0.0, np.cos(wrap)]) * (radius + gap_mm + 8.0)
         pos[1] = centre[1] + dy
         ta = np.array([np.cos(wrap), 0.0, -np.sin(wrap)])

@@ -45,7 +45,7 @@ __all__ = ["GENERATOR_VERSION", "cache_dir", "generate_case", "main", "scan_path
 log = logging.getLogger(__name__)
 
 # Bump when anything changes what a case's files contain.
-GENERATOR_VERSION = "zoo-1"
+GENERATOR_VERSION = "zoo-3"
 CACHE_ENV = "ORTHOFIT_ZOO_CACHE"
 # The crop box reaches this far beyond the limb's skin (mm) in x and z.
 CROP_MARGIN_MM = 70.0
@@ -222,8 +222,22 @@ def _coarse(mesh: trimesh.Trimesh, vertices: int) -> trimesh.Trimesh:
     o3.remove_non_manifold_edges()
     o3.remove_unreferenced_vertices()
     out = scanner.canonical_mesh(np.asarray(o3.vertices), np.asarray(o3.triangles))
-    parts = out.split(only_watertight=False)
-    return max(parts, key=lambda p: len(p.faces)) if parts else out
+    # drop the faces on any edge that more than two faces share, keep the largest part,
+    # make its winding consistent; repeat while merging equal vertices makes new ones:
+    # a valid (manifold, oriented) open surface
+    for _ in range(5):
+        _, inverse, counts = np.unique(out.edges_sorted, axis=0, return_inverse=True,
+                                       return_counts=True)
+        bad = (counts[inverse.ravel()] > 2).reshape(-1, 3).any(axis=1)
+        if not bad.any() and out.is_winding_consistent and len(out.split(
+                only_watertight=False)) == 1:
+            return out
+        out = trimesh.Trimesh(out.vertices, out.faces[~bad], process=False)
+        out.remove_unreferenced_vertices()
+        out = max(out.split(only_watertight=False), key=lambda p: len(p.faces))
+        trimesh.repair.fix_winding(out)
+        out = scanner.canonical_mesh(out.vertices, out.faces)
+    raise RuntimeError("the decimated mesh could not be made a valid surface")
 
 
 def generate_case(c: Case, folder: Path) -> dict[str, Path]:
@@ -357,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the cases")
     parser.add_argument("--out", type=Path, help="folder to write to (default: the cache)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.list:
         print(_list())
     names: list[str] = []
