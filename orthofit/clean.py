@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
+from scipy import sparse
+from scipy.sparse import csgraph
+from scipy.spatial import cKDTree
 
 from .params import CleaningParams
 
@@ -23,7 +26,7 @@ __all__ = [
     "estimate_normals",
     "find_floor",
     "outlier_mask",
-    "largest_cluster_mask",
+    "limb_mask",
     "surface_points",
 ]
 
@@ -248,22 +251,43 @@ def outlier_mask(points: np.ndarray, params: CleaningParams) -> np.ndarray:
     return mask
 
 
-def largest_cluster_mask(points: np.ndarray, voxel_mm: float,
-                         params: CleaningParams) -> tuple[np.ndarray, int]:
-    """True for the points of the largest DBSCAN cluster (the limb).
+def limb_mask(points: np.ndarray, normals: np.ndarray, voxel_mm: float,
+              params: CleaningParams) -> tuple[np.ndarray, int]:
+    """True for the points of the limb: the largest piece of connected surface.
 
-    Returns the mask and the number of clusters found (clutter objects and
-    stray groups make the others).
+    Clutter is what is not connected to the limb.  Two points are joined
+    when they lie close along one surface: within ``params.link_voxels``
+    voxels (or that many times the scan's own spacing, where it is sparser),
+    and with the chord between them lying in both points' tangent planes
+    (within ``params.link_tangent_cos``).  Sparse stripes of a sweep across
+    the forefoot stay joined to the limb, and a hand or the other foot a few
+    millimetres off the skin, facing it across the gap, does not.  Points
+    nearer than ``params.link_always_voxels`` voxels always join.
+
+    Returns the mask and the number of pieces found (the limb, clutter
+    objects, stray groups).
+
+    Parameters
+    ----------
+    points : (n, 3) float, mm
+    normals : (n, 3) float, unit, unoriented
     """
-    cloud = _cloud(points)
-    # The radius follows the scan's own spacing where it is sparser than the voxel.
-    spacing = np.percentile(np.asarray(cloud.compute_nearest_neighbor_distance()),
-                            params.cluster_spacing_percentile)
-    labels = np.asarray(cloud.cluster_dbscan(
-        eps=params.cluster_radius_voxels * max(voxel_mm, float(spacing)),
-        min_points=params.cluster_min_points))
-    found = labels[labels >= 0]
-    if found.size == 0:
-        return np.zeros(len(points), dtype=bool), 0
-    counts = np.bincount(found)
-    return labels == int(np.argmax(counts)), len(counts)
+    if len(points) == 0:
+        return np.zeros(0, dtype=bool), 0
+    tree = cKDTree(points)
+    spacing = np.percentile(tree.query(points, k=2)[0][:, 1], params.cluster_spacing_percentile)
+    reach = params.link_voxels * max(voxel_mm, float(spacing))
+    dist, idx = tree.query(points, k=params.link_neighbors + 1, distance_upper_bound=reach)
+    rows = np.repeat(np.arange(len(points)), params.link_neighbors)
+    dist, idx = dist[:, 1:].ravel(), idx[:, 1:].ravel()
+    found = np.isfinite(dist)
+    rows, idx, dist = rows[found], idx[found], dist[found]
+    chord = (points[idx] - points[rows]) / np.maximum(dist, 1e-12)[:, None]
+    along = ((np.abs(np.einsum("ij,ij->i", chord, normals[rows])) < params.link_tangent_cos)
+             & (np.abs(np.einsum("ij,ij->i", chord, normals[idx])) < params.link_tangent_cos))
+    joined = along | (dist < params.link_always_voxels * voxel_mm)
+    graph = sparse.coo_matrix((np.ones(int(joined.sum())), (rows[joined], idx[joined])),
+                              shape=(len(points), len(points)))
+    count, labels = csgraph.connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
+    return labels == int(np.argmax(sizes)), int(count)

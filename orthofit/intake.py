@@ -176,7 +176,8 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     kept = clean.outlier_mask(down, cleaning)
     report["outliers"] = {"removed": int((~kept).sum())}
     down = down[kept]
-    limb_mask, clusters = clean.largest_cluster_mask(down, voxel, cleaning)
+    limb_mask, clusters = clean.limb_mask(down, clean.estimate_normals(down, cleaning), voxel,
+                                          cleaning)
     report["clutter"] = {"removed": int((~limb_mask).sum()), "clusters": int(clusters)}
     limb = down[limb_mask]
     report["limb_points"] = int(len(limb))

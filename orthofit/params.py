@@ -97,13 +97,20 @@ class CleaningParams:
     # Open3D's documented defaults for scanner noise [eng].
     outlier_neighbors: int = 20
     outlier_std_ratio: float = 2.5
-    # Clustering radius in voxels: scan views overlap, so the limb stays one
-    # cluster while clutter 40 mm away separates [eng].
-    cluster_radius_voxels: float = 3.0
-    # ...or that many times this percentile of the neighbour spacing, where a
-    # scan is sparser than the voxel [eng].
+    # The limb is the largest piece of connected surface (clutter is what is not
+    # connected to it): points join within this many voxels, or that many times
+    # this percentile of the neighbour spacing where a scan is sparser than the
+    # voxel (the stripes of a fast sweep over the forefoot) [eng],
+    link_voxels: float = 4.0
     cluster_spacing_percentile: float = 90.0
-    cluster_min_points: int = 10
+    # ...among this many nearest neighbours [eng],
+    link_neighbors: int = 12
+    # ...when the chord between two points lies within acos(0.6) = 53 degrees
+    # of both tangent planes: a hand or the other foot facing the skin across a
+    # gap does not join; stripes of one surface do [eng].
+    link_tangent_cos: float = 0.6
+    # Points nearer than this many voxels always join (noise tilts normals) [eng].
+    link_always_voxels: float = 1.2
     # Normal estimation neighbourhood [eng].
     normal_neighbors: int = 24
 
