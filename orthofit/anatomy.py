@@ -127,11 +127,11 @@ def find_foot(points: np.ndarray, params: AnatomyParams, *, refine: bool = False
     if not refine and np.sqrt(evals[1] / max(evals[0], 1e-9)) < _MIN_FOOTPRINT_ASPECT:
         raise CannotServeError(no_foot)
     forward = evecs[:, 1]
-    # The leg stands over the heel: the top of the scan marks the back of the foot.
-    top_points = points[z > np.percentile(z, 90)][:, :2]
-    top = top_points.mean(axis=0)
-    if not refine and (np.ptp(xy @ forward)
-                       < params.min_foot_to_top_ratio * np.ptp(top_points @ forward)):
+    # The leg stands over the heel (or leans back from it, in plantarflexion):
+    # the top of the scan marks the back of the foot.
+    top = points[z > np.percentile(z, 90)][:, :2].mean(axis=0)
+    if not refine and np.ptp(xy @ forward) < params.min_foot_to_top_ratio * _leg_width(
+            points, float(np.ptp(xy @ forward)), params):
         raise CannotServeError(no_foot)
     if (centre - top) @ forward < 0:
         forward = -forward
@@ -155,6 +155,36 @@ def find_foot(points: np.ndarray, params: AnatomyParams, *, refine: bool = False
                                f"{lo:.0f}-{hi:.0f} mm; check --units and that the "
                                "foot is in the scan")
     return FootAxis(heel=heel, forward=forward, foot_length=length)
+
+
+def _leg_width(points: np.ndarray, length: float, params: AnatomyParams) -> float:
+    """The narrowest horizontal width (mm) of the limb above its footprint.
+
+    Taken on the sections between ``params.leg_probe_heights`` footprint
+    lengths above the floor (the lower shank over a foot; over a stump's
+    end, the stump itself), or on the scan's top tenth when it ends lower
+    (a foot-only scan).  The narrowest width does not grow when the shank
+    leans back over a plantarflexed foot, as its depth would.
+    """
+    z = points[:, 2]
+    lo, hi = (share * length for share in params.leg_probe_heights)
+    ring = points[(z >= lo) & (z <= hi)][:, :2]
+    if len(ring) < _MIN_RING_POINTS:
+        ring = points[z > np.percentile(z, 90)][:, :2]
+    try:
+        hull = ring[ConvexHull(ring).vertices]
+    except (QhullError, ValueError):
+        return 0.0
+    # The hull's narrowest extent lies across one of its edges.
+    edges = np.roll(hull, -1, axis=0) - hull
+    normals = np.c_[-edges[:, 1], edges[:, 0]]
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    extents = np.ptp(hull @ normals.T, axis=0)
+    return float(extents.min())
+
+
+# A section needs this many points to give a width.
+_MIN_RING_POINTS = 20
 
 
 def _forefoot_extremes(points: np.ndarray, heel: np.ndarray, forward: np.ndarray,

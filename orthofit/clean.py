@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
+import trimesh
 from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 # estimate, so one retry nearly always suffices.
 _VOXEL_GROWTH = 1.05
 
-# Percentiles bounding the area points cover on a plane.
-_AREA_PERCENTILES = (2.0, 98.0)
 
 # Open3D's verbosity would print to stdout from C++; orthofit reports through logging.
 o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
@@ -74,8 +73,9 @@ def surface_points(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float,
                    *, seed: int) -> np.ndarray:
     """Points on a scan mesh at about ``spacing_mm`` apart, vertices included.
 
-    A coarse scan mesh has too few vertices to stand for its surface; this adds
-    seeded area-weighted samples so every triangle is represented.
+    A coarse scan mesh has too few vertices to stand for its surface; seeded
+    area-weighted samples (``trimesh.sample.sample_surface``) are added so
+    that every triangle is represented.
 
     Parameters
     ----------
@@ -83,20 +83,13 @@ def surface_points(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float,
     faces : (m, 3) int
     spacing_mm : target distance between neighbouring points
     """
-    tri = vertices[faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
     # STL repeats each vertex once per triangle: count distinct positions.
     distinct = len(np.unique(vertices[np.unique(faces)], axis=0))
-    count = int(area.sum() / spacing_mm**2) - distinct
+    count = int(mesh.area / spacing_mm**2) - distinct
     if count <= 0:
         return vertices
-    rng = np.random.default_rng(seed)
-    face = rng.choice(len(faces), size=count, p=area / area.sum())
-    uv = rng.random((count, 2))
-    flip = uv.sum(axis=1) > 1.0
-    uv[flip] = 1.0 - uv[flip]
-    t = tri[face]
-    samples = t[:, 0] + uv[:, :1] * (t[:, 1] - t[:, 0]) + uv[:, 1:] * (t[:, 2] - t[:, 0])
+    samples, _ = trimesh.sample.sample_surface(mesh, count, seed=np.random.default_rng(seed))
     return np.vstack([vertices, samples])
 
 
@@ -185,10 +178,11 @@ def find_floor(points: np.ndarray, normals: np.ndarray, up_candidates: np.ndarra
 
     Returns
     -------
-    The floor with the most inliers, or None when the scan has none.
+    The floor reaching furthest beyond the limb, or None when the scan has none.
     """
     cos_tilt = np.cos(np.radians(params.floor_max_tilt_deg))
     best: Floor | None = None
+    best_beyond = 0.0
     for up in np.atleast_2d(up_candidates):
         facing = np.abs(normals @ up) >= cos_tilt
         if facing.sum() < params.floor_min_share * len(points):
@@ -211,28 +205,42 @@ def find_floor(points: np.ndarray, normals: np.ndarray, up_candidates: np.ndarra
         if (rest > 0).mean() < params.floor_min_share_above:
             continue
         # A floor reaches beyond the limb standing on it; the flat cut rim of
-        # an open scan does not.
+        # an open scan, or the pads of a seen sole, do not.
         near = (height > params.floor_distance_mm) & (height < params.floor_limb_band_mm)
-        if _plane_area(points[inliers], normal) < params.floor_min_area_ratio * _plane_area(
-                points[near], normal):
+        beyond = _area_beyond(points[inliers], points[near], normal, params)
+        if beyond < params.floor_min_beyond_mm2:
             continue
-        if best is None or inliers.sum() > best.inliers.sum():
-            best = Floor(normal=normal, point=point, inliers=inliers)
+        # Of several planes, the floor reaches furthest beyond the limb (a
+        # plane along the shin holds many points, all of them beside the leg).
+        if best is None or beyond > best_beyond:
+            best, best_beyond = Floor(normal=normal, point=point, inliers=inliers), beyond
     return best
 
 
-def _plane_area(points: np.ndarray, normal: np.ndarray) -> float:
-    """Robust area (mm²) that ``points`` cover on the plane of ``normal``.
+def _area_beyond(plane_points: np.ndarray, limb_points: np.ndarray, normal: np.ndarray,
+                 params: CleaningParams) -> float:
+    """Area (mm²) of a plane's points that lies beyond the limb's footprint on it.
 
-    The box between the 2nd and 98th percentiles along two in-plane axes:
-    a few stray points or a small clutter object do not inflate it.
+    Points are snapped to cells of ``params.floor_cell_mm`` on the plane; the
+    limb's footprint (the limb's points just above the plane) is widened by
+    ``params.floor_beyond_mm``.  Other feet or objects standing on the floor
+    widen the footprint but leave the floor around them.
     """
-    if len(points) < 3:
+    if len(plane_points) == 0:
         return 0.0
     basis = np.linalg.svd(normal[None, :])[2][1:]
-    flat = points @ basis.T
-    lo, hi = np.percentile(flat, _AREA_PERCENTILES, axis=0)
-    return float(np.prod(hi - lo))
+    cell = params.floor_cell_mm
+
+    def cells(points: np.ndarray) -> np.ndarray:
+        return np.floor(points @ basis.T / cell).astype(np.int64)
+
+    floor = np.unique(cells(plane_points), axis=0)
+    if len(limb_points) == 0:
+        return float(len(floor) * cell * cell)
+    limb = np.unique(cells(limb_points), axis=0)
+    reach = int(np.ceil(params.floor_beyond_mm / cell))
+    near = cKDTree(limb).query(floor, distance_upper_bound=reach + 0.5)[0]
+    return float(np.isinf(near).sum() * cell * cell)
 
 
 def _fit_plane(points: np.ndarray, towards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,19 +15,23 @@ decide where anatomy is (that is ``orthofit.anatomy``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
 from .errors import CannotServeError, ScanFileError
+from .params import FrameParams
 
 __all__ = [
     "detect_units",
     "check_extent",
     "axis_up_rotation",
     "axis_of",
-    "detect_up",
     "plane_to_level",
-    "support_plane",
+    "PlantarPlane",
+    "rim_width",
+    "plantar_plane",
     "heel_forward",
     "transform",
     "scale_matrix",
@@ -44,10 +48,6 @@ _METRES_BELOW = 3.0
 _INCHES_BELOW = 80.0
 # Plausible extent of a limb scan once in mm (an infant's foot to a room corner).
 _EXTENT_MM = (60.0, 3000.0)
-# Bottom slab (mm) whose footprint tells the floor side of a scan with no floor.
-_SLAB_MM = 12.0
-# The support plane's normal may lean this far from the up axis (degrees).
-_SUPPORT_MAX_TILT_DEG = 30.0
 
 _UNIT_AXES = {"x": np.array([1.0, 0, 0]), "y": np.array([0, 1.0, 0]),
               "z": np.array([0, 0, 1.0])}
@@ -103,35 +103,6 @@ def axis_of(direction: np.ndarray) -> str:
     return "y" if abs(direction[1]) >= abs(direction[2]) else "z"
 
 
-def detect_up(points: np.ndarray) -> np.ndarray:
-    """Up direction (3,) of a scan with no floor, among ±y and ±z.
-
-    The sole is the broadest flat end of a foot: the bottom slab of the true
-    up direction has the largest footprint (heel to toes); a side of the foot
-    or the cut top of the leg has less.
-    """
-    best, best_area = None, -1.0
-    for axis in ("y", "z"):
-        for sign in (1.0, -1.0):
-            up = sign * _UNIT_AXES[axis]
-            height = points @ up
-            slab = points[height <= height.min() + _SLAB_MM]
-            area = _footprint_area(slab, up)
-            if area > best_area:
-                best, best_area = up, area
-    return best
-
-
-def _footprint_area(points: np.ndarray, up: np.ndarray) -> float:
-    """Area (mm²) of the convex hull of ``points`` projected along ``up``."""
-    basis = np.linalg.svd(up[None, :])[2][1:]
-    flat = points @ basis.T
-    try:
-        return float(ConvexHull(flat).volume)
-    except (QhullError, ValueError):
-        return 0.0
-
-
 def rotation_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Smallest proper rotation (3, 3) taking unit vector ``a`` to unit vector ``b``."""
     a = a / np.linalg.norm(a)
@@ -158,31 +129,129 @@ def plane_to_level(normal: np.ndarray, point: np.ndarray) -> np.ndarray:
     return out
 
 
-def support_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Plantar support plane under a foot whose up is roughly +z.
+@dataclass(frozen=True)
+class PlantarPlane:
+    """The plane a foot would stand on, found from the foot itself.
 
-    The broadest face of the convex hull that faces down (within 30° of -z)
-    touches heel and forefoot: the plane a floor would be.
-
-    Returns
-    -------
     normal : (3,) unit, pointing up into the limb
     point : (3,) a point on the plane, mm
+    contact_mm2 : area of the limb within ``FrameParams.plantar_band_mm`` of the
+        plane (heel and forefoot pads, or the sole's outline when it was not seen)
     """
+
+    normal: np.ndarray
+    point: np.ndarray
+    contact_mm2: float
+
+
+def rim_width(points: np.ndarray, direction: np.ndarray, band_mm: float) -> float:
+    """How wide (mm) the scan ends along ``direction``: the root of the area
+    its last ``band_mm`` of points cover across it.
+
+    A scan ends in a planar open rim where the scanning software cropped it
+    (the top of the leg), or where the scanner could not see (the sole of a
+    foot that stood on it): the rim is as wide as the leg or the foot.  Along
+    any other direction it ends on rounded skin (the heel, the toes, a side),
+    whose last millimetres are a small cap.
+    """
+    height = points @ direction
+    top = points[height > height.max() - band_mm]
+    if len(top) < 3:
+        return 0.0
+    basis = np.linalg.svd(np.asarray(direction, float)[None, :])[2][1:]
     try:
-        hull = ConvexHull(points)
+        return float(np.sqrt(ConvexHull(top @ basis.T).volume))
+    except (QhullError, ValueError):
+        return 0.0
+
+
+def plantar_plane(points: np.ndarray, up: np.ndarray,
+                  params: FrameParams = FrameParams()) -> PlantarPlane:
+    """The plantar support plane of a foot with no floor under it, whatever its pose.
+
+    A foot touches the plane it would stand on at the heel and the forefoot,
+    so the plane is a face of the limb's convex hull; of the hull's faces
+    that look down (within ``params.plantar_max_tilt_deg`` of ``-up``: a
+    standing foot's sole, or the sole of a foot hanging in plantarflexion),
+    it is the one the limb touches over the largest area.  The shank, the
+    toes' tips and a cut rim touch their faces along a line or a point.
+
+    Parameters
+    ----------
+    points : (n, 3) float, mm
+    up : (3,) unit; roughly up along the leg (a scanner's up axis)
+
+    Raises
+    ------
+    CannotServeError
+        When no face looks down (a flat or degenerate scan).
+    """
+    step = max(1, len(points) // params.plantar_sample_points)
+    sample = points[::step]
+    try:
+        hull = ConvexHull(sample)
     except (QhullError, ValueError) as exc:
         raise CannotServeError("the scan is flat or degenerate: no foot could be "
                                "found; scan the foot and leg again") from exc
-    normals = hull.equations[:, :3]
-    down = normals[:, 2] <= -np.cos(np.radians(_SUPPORT_MAX_TILT_DEG))
-    if not down.any():
+    outward, offset = hull.equations[:, :3], hull.equations[:, 3]
+    down = np.flatnonzero(outward @ -np.asarray(up, float)
+                          >= np.cos(np.radians(params.plantar_max_tilt_deg)))
+    if len(down) == 0:
         raise CannotServeError("no surface the foot could stand on was found; "
                                "give --up or scan with the floor in view")
-    tri = points[hull.simplices]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    face = int(np.argmax(np.where(down, area, -1.0)))
-    return -normals[face], tri[face, 0]
+    contact = np.zeros(len(down))
+    for lo in range(0, len(down), _FACE_BATCH):
+        faces = down[lo:lo + _FACE_BATCH]
+        height = -(sample @ outward[faces].T + offset[faces])       # (n, k) >= 0 inside
+        for j, face in enumerate(faces):
+            touching = sample[height[:, j] < params.plantar_band_mm]
+            contact[lo + j] = _covered_area(touching, outward[face], params.plantar_cell_mm)
+    # Faces of nearly one plane touch nearly the same area; of those, the
+    # widest triangle gives the steadiest normal.
+    near_best = down[contact >= _NEAR_BEST_SHARE * contact.max()]
+    tri = sample[hull.simplices[near_best]]
+    widths = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    best = int(near_best[np.argmax(widths)])
+    # Three hull points set the face's tilt to within their noise; the plane
+    # fitted to everything that touches it is steadier, then moved down onto
+    # the support (the contact's lowest percentile, not one noisy point).
+    normal = -outward[best]
+    touching = sample[-(sample @ outward[best] + offset[best]) < params.plantar_band_mm]
+    centre = touching.mean(axis=0)
+    fitted = np.linalg.svd(touching - centre, full_matrices=False)[2][2]
+    normal = fitted if fitted @ normal > 0 else -fitted
+    support = np.percentile((touching - centre) @ normal, _SUPPORT_PERCENTILE)
+    return PlantarPlane(normal=normal, point=centre + support * normal,
+                        contact_mm2=float(contact[np.flatnonzero(down == best)[0]]))
+
+
+# Hull faces scored at once (bounds the (points x faces) array).
+_FACE_BATCH = 64
+# Faces touching at least this share of the largest contact count as its plane.
+_NEAR_BEST_SHARE = 0.95
+# The support lies at this percentile of the touching points' heights.
+_SUPPORT_PERCENTILE = 1.0
+
+
+def _covered_area(points: np.ndarray, normal: np.ndarray, cell: float) -> float:
+    """Area (mm²) of the outline of ``points`` on the plane of ``normal``.
+
+    The convex outline: a foot standing on the plane spans it from heel to
+    toes and across the forefoot, whether its sole was scanned (the pads) or
+    not (only the sole's rim touches); a plane against the side of the foot
+    or the shank meets a narrower strip.  Points are first snapped to cells
+    of side ``cell``, so a few stray points do not widen it.
+    """
+    if len(points) < 3:
+        return 0.0
+    basis = np.linalg.svd(normal[None, :])[2][1:]
+    cells = np.unique(np.floor(points @ basis.T / cell).astype(np.int64), axis=0)
+    if len(cells) < 3:
+        return 0.0
+    try:
+        return float(ConvexHull(cells * cell).volume)
+    except (QhullError, ValueError):
+        return 0.0
 
 
 def heel_forward(heel: np.ndarray, forward: np.ndarray) -> np.ndarray:

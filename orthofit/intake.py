@@ -21,9 +21,9 @@ import numpy as np
 import trimesh
 
 from . import anatomy, clean, frame, normals, surface
-from .errors import ScanFileError
+from .errors import CannotServeError, ScanFileError
 from .io import RawScan
-from .params import (UNIT_TO_MM, AnatomyParams, CleaningParams, IntakeOptions,
+from .params import (UNIT_TO_MM, AnatomyParams, CleaningParams, FrameParams, IntakeOptions,
                      SurfaceParams)
 
 __all__ = ["STAGES", "Detected", "IntakeResult", "run_intake", "round_point"]
@@ -117,6 +117,7 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
                cleaning: CleaningParams = CleaningParams(),
                surface_params: SurfaceParams = SurfaceParams(),
                anatomy_params: AnatomyParams = AnatomyParams(),
+               frame_params: FrameParams = FrameParams(),
                progress: Progress | None = None,
                started: float | None = None) -> IntakeResult:
     """Clean, align, close and measure a raw scan.
@@ -141,7 +142,7 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     warnings: list[str] = []
     report: dict[str, Any] = {"input_points": int(len(raw.points)),
                               "input_faces": 0 if raw.faces is None else int(len(raw.faces))}
-    _check_points(raw.points, cleaning)
+    _check_points(raw, cleaning)
     clock.done("read", f"{len(raw.points):,} points from {raw.format.upper()}")
 
     # Units: everything after this is in millimetres.
@@ -186,21 +187,20 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
                             "clutter are removed; scan the limb again more completely")
     clock.done("clean", f"{len(limb):,} limb points kept of {len(points):,}")
 
-    # Alignment: level on the floor (or the plantar support plane), then the foot's axis.
+    # Alignment: level on the floor (or the foot's own plantar plane), then the foot's axis.
     if floor is not None:
         up_dir = floor.normal
         level = frame.plane_to_level(floor.normal, floor.point)
+        limb = frame.transform(level, limb)
+        limb = limb[limb[:, 2] > 0.0]
+        foot = anatomy.find_foot(limb, anatomy_params)
     else:
-        up_dir = frame.detect_up(limb) if options.up == "auto" else candidates[0]
-        rot = np.eye(4)
-        rot[:3, :3] = frame.rotation_matrix(up_dir, np.array([0, 0, 1.0]))
-        normal, point = frame.support_plane(frame.transform(rot, limb))
-        level = frame.plane_to_level(normal, point) @ rot
+        ups = candidates[:1] if options.up != "auto" else _up_candidates(limb, frame_params)
+        up_dir, level, limb, foot, plane = _level_on_the_foot(limb, ups, anatomy_params,
+                                                              frame_params)
+        report["plantar_plane"] = {"contact_mm2": round(plane.contact_mm2, 1)}
     up = (Detected(frame.axis_of(up_dir), "detected") if options.up == "auto"
           else Detected(options.up, "given"))
-    limb = frame.transform(level, limb)
-    limb = limb[limb[:, 2] > 0.0]
-    foot = anatomy.find_foot(limb, anatomy_params)
     to_device = frame.heel_forward(foot.heel, foot.forward) @ level
     limb = frame.transform(frame.heel_forward(foot.heel, foot.forward), limb)
     clock.done("align", f"up {up.value} ({up.source}), foot {foot.foot_length:.0f} mm")
@@ -249,12 +249,77 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
         warnings=warnings, timings_s=clock.timings)
 
 
-def _check_points(points: np.ndarray, params: CleaningParams) -> None:
-    """Refuse point sets no cleaning can rescue."""
+def _up_candidates(points: np.ndarray, params: FrameParams) -> np.ndarray:
+    """Up directions to try on a scan with no floor: ±y and ±z, or ±the one
+    axis along which the scan ends in a planar rim (``frame.rim_width``)."""
+    widths = {axis: max(frame.rim_width(points, sign * np.eye(3)[i], params.rim_band_mm)
+                        for sign in (1.0, -1.0))
+              for i, axis in ((1, "y"), (2, "z"))}
+    best, other = sorted(widths, key=widths.get, reverse=True)
+    if widths[best] >= params.rim_ratio * widths[other]:
+        axis = np.eye(3)["xyz".index(best)]
+        return np.array([axis, -axis])
+    return np.array([[0, 1.0, 0], [0, -1.0, 0], [0, 0, 1.0], [0, 0, -1.0]])
+
+
+def _level_on_the_foot(points: np.ndarray, ups: np.ndarray, anatomy_params: AnatomyParams,
+                       frame_params: FrameParams):
+    """Level a scan with no floor on the plane its foot would stand on.
+
+    Each candidate up axis (the scanner's, or each of ±y and ±z) gives the
+    plantar plane found under the limb looking down that way
+    (:func:`orthofit.frame.plantar_plane`); the candidate whose plane the
+    limb touches over the largest area, and in whose frame a foot is found,
+    wins.  A foot hanging in plantarflexion is levelled on its own sole, so
+    its leg leans back in the device frame and the ankle angle reads over 90.
+
+    Returns the up direction (scan frame), the 4×4 levelling transform, the
+    levelled points above the plane, the foot and the plane.
+
+    Raises
+    ------
+    CannotServeError
+        When no candidate shows a foot (the last candidate's reason).
+    """
+    best, refusal = None, None
+    for up in ups:
+        rot = np.eye(4)
+        rot[:3, :3] = frame.rotation_matrix(up, np.array([0, 0, 1.0]))
+        plane = frame.plantar_plane(frame.transform(rot, points), np.array([0, 0, 1.0]),
+                                    frame_params)
+        level = frame.plane_to_level(plane.normal, plane.point) @ rot
+        levelled = frame.transform(level, points)
+        levelled = levelled[levelled[:, 2] > 0.0]
+        try:
+            foot = anatomy.find_foot(levelled, anatomy_params)
+        except CannotServeError as exc:
+            refusal = exc
+            continue
+        if best is None or plane.contact_mm2 > best[4].contact_mm2:
+            best = (up, level, levelled, foot, plane)
+    if best is None:
+        raise refusal
+    return best
+
+
+def _check_points(raw: RawScan, params: CleaningParams) -> None:
+    """Refuse point sets no cleaning can rescue.
+
+    A point cloud holds what the scanner recorded, and can be too sparse; a
+    mesh's surface holds as many points as intake samples from it, so only
+    its triangle count is checked.
+    """
+    points = raw.points
     bad = ~np.isfinite(points).all(axis=1)
     if bad.any():
         raise ScanFileError(f"{int(bad.sum()):,} points have missing (NaN) or infinite "
                             "coordinates; export the scan again from the scanner software")
+    if raw.faces is not None:
+        if len(raw.faces) < params.min_mesh_faces:
+            raise ScanFileError(f"the scan mesh holds only {len(raw.faces):,} triangles, fewer "
+                                f"than the {params.min_mesh_faces:,} a foot and leg need; "
+                                "export the full scan")
+        return
     if len(points) < params.min_points:
         raise ScanFileError(f"the scan holds only {len(points):,} points, fewer than the "
                             f"{params.min_points:,} a limb needs; export the full scan")

@@ -26,6 +26,7 @@ __all__ = [
     "UNIT_TO_MM",
     "IntakeOptions",
     "CleaningParams",
+    "FrameParams",
     "SurfaceParams",
     "AnatomyParams",
 ]
@@ -75,8 +76,12 @@ class CleaningParams:
     # Finest voxel: handheld scanners measure a lower leg with ~1-2 mm bias
     # [lit: Farhan 2021, JFAR], so averaging below 1.5 mm buys nothing.
     min_voxel_mm: float = 1.5
-    # Fewer points than this after reading cannot describe a limb [eng].
+    # A point cloud with fewer points than this cannot describe a limb [eng].
     min_points: int = 2_000
+    # A mesh is sampled over its area to the density intake needs, whatever its
+    # vertex count; with fewer triangles than this it cannot show heel, toes
+    # and malleoli (a coarse real foot mesh of 1,000 vertices has ~2,000) [eng].
+    min_mesh_faces: int = 200
     # Plane inlier distance: range noise (~0.3 mm) plus per-view
     # misregistration of 0.5-1 mm [typ] leaves the floor within 3 mm.
     floor_distance_mm: float = 3.0
@@ -88,10 +93,14 @@ class CleaningParams:
     floor_min_share_above: float = 0.6
     # ...and it holds at least this share of the downsampled points [eng].
     floor_min_share: float = 0.03
-    # ...and spreads at least this much wider than the limb's footprint (the
-    # limb's points within floor_limb_band_mm above it) [eng].
-    floor_min_area_ratio: float = 1.5
+    # ...and reaches beyond the limb's footprint (the limb's points within
+    # floor_limb_band_mm above it, widened by floor_beyond_mm) over at least
+    # this area, measured in cells of floor_cell_mm: a floor or platform
+    # does, the cut rim of an open scan or the pads of a seen sole do not [eng].
+    floor_min_beyond_mm2: float = 10_000.0
     floor_limb_band_mm: float = 50.0
+    floor_beyond_mm: float = 10.0
+    floor_cell_mm: float = 5.0
     ransac_iterations: int = 2_000
     # Statistical outlier removal: neighbours and standard-deviation ratio,
     # Open3D's documented defaults for scanner noise [eng].
@@ -113,6 +122,30 @@ class CleaningParams:
     link_always_voxels: float = 1.2
     # Normal estimation neighbourhood [eng].
     normal_neighbors: int = 24
+
+
+@dataclass(frozen=True)
+class FrameParams:
+    """Finding the plane a foot stands on when the scan has no floor (mm, degrees)."""
+
+    # A foot hanging in plantarflexion (a seated, non-weight-bearing scan, an
+    # equinus contracture: ankle angles up to ~150 deg) tilts its sole this far
+    # from the leg's down direction [typ]; a standing foot's sole, none.
+    plantar_max_tilt_deg: float = 70.0
+    # The limb touches the plane within this band: the heel's and forefoot's
+    # pads, ~2 mm of soft tissue and ~1 mm of range noise [eng].
+    plantar_band_mm: float = 4.0
+    # Contact is measured as covered cells of this size on the plane [eng].
+    plantar_cell_mm: float = 5.0
+    # The hull and the contact are found on at most this many points [eng].
+    plantar_sample_points: int = 8_000
+    # With no floor, the scanner's up axis (y or z) is the one along which the
+    # scan ends in a planar rim (the crop at the top, an unseen sole at the
+    # bottom): the last this-many mm of points span the leg or the foot...
+    rim_band_mm: float = 2.0
+    # ...at least this many times wider than along the other axis; when
+    # neither does, every up direction is tried [eng].
+    rim_ratio: float = 1.3
 
 
 @dataclass(frozen=True)
@@ -215,9 +248,12 @@ class AnatomyParams:
     leg_min_height_foot_lengths: float = 0.75
     # Heel width: the widest section within this distance of the heel (issue #2).
     heel_width_window_mm: float = 40.0
-    # A foot reaches this many times further along its axis than the top of
-    # the scan (leg or ankle) does; a stump's end does not.
+    # A foot reaches this many times further along its axis than the leg
+    # above it is wide; a stump's end does not...
     min_foot_to_top_ratio: float = 1.6
+    # ...the leg's width taken between these heights, in footprint lengths (the
+    # lower shank above a foot; a stump itself above its end).
+    leg_probe_heights: tuple[float, float] = (0.5, 0.8)
     # Below this many scanned points in the foot the scan has no foot.
     min_foot_points: int = 200
     # Feet shorter or longer than this are not feet (infant to large adult).
