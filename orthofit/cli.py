@@ -146,6 +146,7 @@ def design(
                        target_stiffness_nm_per_deg=target_stiffness,
                        scan={"units": units, "up": up, "side": side,
                              "weight_bearing": weight_bearing, "case_ref": case_ref})
+    _warn_case_ref(rx.scan.case_ref)
     result = _with_progress(lambda progress: design_file(scan, rx, progress=progress),
                             STAGES + DESIGN_STAGES)
     paths = write_design(outdir, result)
@@ -270,6 +271,14 @@ def _prescription(path: Path | None, *, scan: dict[str, Any], **fields: Any) -> 
     from .pipeline import load_prescription
 
     return load_prescription(path, scan=scan, **fields)
+
+
+def _warn_case_ref(case_ref: str) -> None:
+    """Say so on stderr when a case reference looks like a name or a date of birth."""
+    from .prescription import case_ref_warnings
+
+    for warning in case_ref_warnings(case_ref):
+        _err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _render_checks(checks: dict[str, dict]) -> None:

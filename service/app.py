@@ -27,6 +27,7 @@ from .gate import Gate
 from .jobs import JobRunner
 from .routes import admin, cases, review, site
 from .routes.review import WEB
+from .schemas import ErrorPublic
 from .storage import Storage
 
 __all__ = ["create_app"]
@@ -84,5 +85,6 @@ def _openapi(app: FastAPI) -> dict:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(prescription.pop("$defs", {}))
         components["Prescription"] = prescription
+        components["ErrorPublic"] = ErrorPublic.model_json_schema()
         app.openapi_schema = schema
     return app.openapi_schema

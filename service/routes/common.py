@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Query
 
-from ..schemas import MAX_VERSION, ErrorPublic
+from ..schemas import MAX_VERSION
 
 __all__ = ["ERRORS", "PUBLIC_ERRORS", "VersionQuery"]
 
@@ -22,7 +22,10 @@ _WHY = {400: "The body could not be parsed.",
 
 
 def _error(status: int) -> dict[str, Any]:
-    response: dict[str, Any] = {"model": ErrorPublic, "description": _WHY[status]}
+    # Declared by reference (app._openapi adds ErrorPublic): a model here would be
+    # given the media type of the route's own answer, HTML on the page routes.
+    response: dict[str, Any] = {"description": _WHY[status], "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}}}
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"},
                                                     "description": "Bearer"}}
