@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, BeforeValidator
 
 from .. import crud
 from ..deps import AdminKey, AuditDep, SessionDep
@@ -18,6 +19,16 @@ from .common import ERRORS
 __all__ = ["router"]
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+
+
+def _iso_time(value: object) -> object:
+    """Only ISO 8601 times (pydantic alone would read '0.5' as a Unix time)."""
+    if isinstance(value, str) and not re.match(r"\d{4}-\d{2}-\d{2}[T ]", value):
+        raise ValueError("give a time as ISO 8601 with its offset, e.g. 2026-12-01T08:00:00Z")
+    return value
+
+
+Time = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreatedPublic)
@@ -60,7 +71,7 @@ def audit_log(key: AdminKey, session: SessionDep, audit: AuditDep,
               key_prefix: Annotated[str | None, Query(max_length=16)] = None,
               action: Annotated[str | None, Query(max_length=64)] = None,
               status: Annotated[int | None, Query(ge=100, le=599)] = None,
-              since: Annotated[datetime | None, Query(description=(
+              since: Annotated[Time | None, Query(description=(
                   "Only entries at or after this time (ISO 8601 with offset)."))] = None):
     """The audit log, newest first: one entry per request that touched a case or an
     admin route, allowed or refused."""

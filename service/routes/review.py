@@ -10,9 +10,11 @@ import base64
 import hashlib
 import html
 import re
-from pathlib import Path
+from pathlib import Path as FilePath
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from .. import crud, pages
@@ -24,7 +26,7 @@ from .common import ERRORS, PUBLIC_ERRORS, VersionQuery
 
 __all__ = ["router", "WEB"]
 
-WEB = Path(__file__).resolve().parents[1] / "web"
+WEB = FilePath(__file__).resolve().parents[1] / "web"
 router = APIRouter(tags=["review"])
 _HTML = {200: {"content": {"text/html": {"schema": {"type": "string"}}}}}
 
@@ -87,7 +89,7 @@ def report_html(case_id: str, key: OrthotistKey, session: SessionDep, storage: S
     return HTMLResponse(pages.report_html(case.case_ref, v.number, report))
 
 
-_STATIC = {"review.js": "text/javascript", "review.css": "text/css",
+_STATIC_FILES = _STATIC = {"review.js": "text/javascript", "review.css": "text/css",
            "docs.js": "text/javascript"}
 
 
@@ -95,7 +97,7 @@ _STATIC = {"review.js": "text/javascript", "review.css": "text/css",
             responses={**PUBLIC_ERRORS, 200: {"content": {
                 "text/javascript": {"schema": {"type": "string"}},
                 "text/css": {"schema": {"type": "string"}}}}})
-def static(name: str):
+def static(name: Annotated[str, Path(examples=sorted(_STATIC_FILES))]):
     """The review page's script and style sheet."""
     if name not in _STATIC:
         raise ApiError(404, "no such file", "not_found")
