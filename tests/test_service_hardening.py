@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from orthofit.io import read_scan_bytes
 from orthofit.settings import Settings
 from service.app import create_app
-from service.db import ApiKey, Case, Organisation, Version, connect
+from service.db import Case, Organisation, Version, connect
 from tests.conftest import ROOT, SCANS, design_processes
 from tests.service_helpers import (Server, auth, fresh_database, make_keys, prescription,
                                    wait_for)
@@ -214,12 +214,14 @@ def test_an_upload_without_a_valid_key_is_refused_before_its_body(tmp_path):
     server = Server({"ORTHOFIT_DATA_DIR": str(tmp_path / "data"),
                      "ORTHOFIT_DATABASE_URL": url, "ORTHOFIT_WORKERS": "1"})
     try:
-        for headers, status in (({}, b"401"), ({"Authorization": "Bearer ofk_wrong"}, b"401"),
-                                ({"Authorization": f"Bearer {keys['lab']}"}, b"403")):
+        for what, headers, status in (
+                ("no key", {}, b"401"), ("a wrong key", {"Authorization": "Bearer ofk_wrong"},
+                                         b"401"),
+                ("a lab key", {"Authorization": f"Bearer {keys['lab']}"}, b"403")):
             seconds, answer = _raw_upload(server.port, headers)
             assert answer.split(b" ")[1] == status, answer
             assert seconds < 0.5, seconds
-            print(f"190 MiB upload, {headers or 'no key'}: {status.decode()} after "
+            print(f"190 MiB upload with {what}: {status.decode()} after "
                   f"{seconds * 1000:.1f} ms, no body sent")
         with httpx.Client(base_url=server.url) as client:
             log = client.get("/admin/audit", headers=auth(keys["admin"]),
