@@ -384,6 +384,8 @@ def batch(
                          progress=progress)
     finally:
         progress.close()
+    for ref in dict.fromkeys(r.case_ref for r in rows if r.case_ref):
+        _warn_case_ref(ref)
     failed = [r for r in rows if r.status != "ok"]
     reused = sum(r.reused for r in rows)
     _err.print(f"{len(rows) - len(failed)} ok, {len(failed)} failed"

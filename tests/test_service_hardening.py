@@ -541,3 +541,16 @@ def test_the_docs_are_served_from_this_machine(service):
         r = client.get(asset)
         assert r.status_code == 200 and len(r.content) > 100, asset
     assert client.get("/redoc", follow_redirects=False).headers["location"] == "/docs"
+
+
+def test_a_batch_warns_about_a_case_ref_like_a_name(tmp_path, cli):
+    png = tmp_path / "scan.stl"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("scan,case_ref\nscan.stl,Doe_Jane\n")
+    (tmp_path / "insole.yaml").write_text("device: foot-orthosis\n")
+    result = cli("batch", manifest, "-o", tmp_path / "out", "-j", "1", "--prescription",
+                 tmp_path / "insole.yaml", env={"ORTHOFIT_BROKER_URL": "",
+                                                 "ORTHOFIT_DATA_DIR": str(tmp_path / "d")})
+    assert result.code == 5, result.stderr
+    assert "warning: case_ref Doe_Jane looks like a name" in result.stderr
