@@ -554,3 +554,19 @@ def test_a_batch_warns_about_a_case_ref_like_a_name(tmp_path, cli):
                                                  "ORTHOFIT_DATA_DIR": str(tmp_path / "d")})
     assert result.code == 5, result.stderr
     assert "warning: case_ref Doe_Jane looks like a name" in result.stderr
+
+
+def test_a_body_past_the_limit_without_a_length_is_cut_off_with_413(service):
+    client, keys, _ = service
+
+    def chunks():
+        yield b"--xyz\r\nContent-Disposition: form-data; name=\"scan\"; filename=\"s.ply\"\r\n\r\n"
+        for _ in range(6):
+            yield b"ply\n" + bytes(1024 * 1024)
+
+    r = client.post("/cases", headers={**auth(keys["clinic"]),
+                                       "content-type": "multipart/form-data; boundary=xyz"},
+                    content=chunks())
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "too_large" and "MB limit" in r.json()["detail"]
+    assert client.get("/cases", headers=auth(keys["clinic"])).json() == []
