@@ -36,7 +36,10 @@ _LAB_LINKS = ("self", "device.stl", "device.3mf", "job-sheet")
 
 def visible_case(session: Session, key: ApiKey, case_id: str) -> Case:
     """The case if ``key`` may see it; else 404, the same whether it exists or not."""
-    case = session.get(Case, case_id) if CASE_ID_PATTERN.fullmatch(case_id) else None
+    if not CASE_ID_PATTERN.fullmatch(case_id):
+        raise ApiError(404, "that is not a case id: a case id is 32 hex digits, as the "
+                            "upload answered", "case_not_found")
+    case = session.get(Case, case_id)
     if case is not None:
         if key.role == "orthotist" and case.org_id == key.org_id:
             return case

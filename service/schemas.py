@@ -15,10 +15,14 @@ __all__ = ["ErrorPublic", "HealthPublic", "CaseCreatedPublic", "VersionPublic", 
            "LabCasePublic", "ApprovalCreate", "KeyCreate", "KeyCreatedPublic",
            "KeyRevokedPublic", "KeySummaryPublic", "OrganisationPublic", "AuditEntryPublic",
            "CaseDeletedPublic", "JobSheetPublic", "ReviewPublic", "ORG_NAME_PATTERN",
-           "MAX_VERSION", "MAX_AUDIT_LIMIT"]
+           "MAX_VERSION", "MAX_AUDIT_LIMIT", "TEXT_PATTERN", "KEY_PATTERN"]
 
 # An organisation's name: printable characters, no control characters (NUL, newlines).
 ORG_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+#: Text a query may hold: no control characters (PostgreSQL refuses a NUL outright).
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+#: A key or its prefix, as keys are written.
+KEY_PATTERN = r"^[A-Za-z0-9_-]+$"
 #: The highest version number a query may name.
 MAX_VERSION = 100_000
 #: The most audit entries one page returns.

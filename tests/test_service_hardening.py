@@ -570,3 +570,23 @@ def test_a_body_past_the_limit_without_a_length_is_cut_off_with_413(service):
     assert r.status_code == 413, r.text
     assert r.json()["code"] == "too_large" and "MB limit" in r.json()["detail"]
     assert client.get("/cases", headers=auth(keys["clinic"])).json() == []
+
+
+def test_control_characters_in_any_parameter_are_4xx_on_every_database(service):
+    # PostgreSQL refuses a NUL in text outright; the parameters refuse it first.
+    client, keys, _ = service
+    admin, clinic = auth(keys["admin"]), auth(keys["clinic"])
+    answers = [client.delete("/admin/keys/%00", headers=admin),
+               client.delete("/admin/keys/" + "x" * 300, headers=admin),
+               *(client.get("/admin/audit", headers=admin, params={name: "a\x00"})
+                 for name in ("org", "case_id", "key_prefix", "action", "since")),
+               client.get("/cases/%00", headers=clinic),
+               client.get("/cases/%00/device.stl", headers=clinic),
+               client.post("/cases/%00/approve", headers=clinic,
+                           json={"version": 1, "lab": "Print\x00Lab"}),
+               client.get("/static/%00"),
+               client.post("/admin/keys", headers=admin, json={"org": "A\x00", "role": "lab"})]
+    for r in answers:
+        assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text)
+        assert set(r.json()) == {"detail", "code"}
+        assert "\x00" not in r.json()["detail"]

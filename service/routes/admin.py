@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BeforeValidator
 
 from .. import crud
 from ..deps import AdminKey, AuditDep, SessionDep
 from ..errors import ApiError
 from ..keys import create_key, revoke_key
-from ..schemas import (MAX_AUDIT_LIMIT, AuditEntryPublic, KeyCreate, KeyCreatedPublic,
-                       KeyRevokedPublic, OrganisationPublic)
+from ..schemas import (KEY_PATTERN, MAX_AUDIT_LIMIT, TEXT_PATTERN, AuditEntryPublic, KeyCreate,
+                       KeyCreatedPublic, KeyRevokedPublic, OrganisationPublic)
 from .common import ERRORS
 
 __all__ = ["router"]
@@ -44,7 +44,9 @@ def create(body: KeyCreate, key: AdminKey, session: SessionDep, audit: AuditDep)
 
 
 @router.delete("/keys/{prefix}", response_model=KeyRevokedPublic)
-def revoke(prefix: str, key: AdminKey, session: SessionDep, audit: AuditDep) -> dict:
+def revoke(prefix: Annotated[str, Path(max_length=100, pattern=KEY_PATTERN,
+                                       description="The key's prefix, or the whole key.")],
+           key: AdminKey, session: SessionDep, audit: AuditDep) -> dict:
     """Revoke a key at once, by its prefix."""
     try:
         revoked = revoke_key(session, prefix)
@@ -66,10 +68,11 @@ def audit_log(key: AdminKey, session: SessionDep, audit: AuditDep,
               limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 1000,
               before: Annotated[int | None, Query(ge=1, le=2**62, description=(
                   "Only entries older than this id: the last id of the page before."))] = None,
-              case_id: Annotated[str | None, Query(max_length=32)] = None,
-              org: Annotated[str | None, Query(max_length=100)] = None,
-              key_prefix: Annotated[str | None, Query(max_length=16)] = None,
-              action: Annotated[str | None, Query(max_length=64)] = None,
+              case_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
+              org: Annotated[str | None, Query(max_length=100, pattern=TEXT_PATTERN)] = None,
+              key_prefix: Annotated[str | None, Query(max_length=16, pattern=KEY_PATTERN)
+                                    ] = None,
+              action: Annotated[str | None, Query(max_length=64, pattern=TEXT_PATTERN)] = None,
               status: Annotated[int | None, Query(ge=100, le=599)] = None,
               since: Annotated[Time | None, Query(description=(
                   "Only entries at or after this time (ISO 8601 with offset)."))] = None):
