@@ -267,6 +267,9 @@ def test_audit_pages_on_with_before(service):
     second = _audit(client, keys, limit=2, before=first[-1]["id"])
     assert len(first) == len(second) == 2
     assert first[-1]["id"] > second[0]["id"]
+    # An id past PostgreSQL's 32-bit integers is refused, not sent to the database.
+    assert client.get("/admin/audit", headers=auth(keys["admin"]),
+                      params={"before": 2**62}).status_code == 422
     assert client.get("/cases/x/device.stl", headers=auth(keys["clinic"]),
                       params={"version": "-18446744073709551615"}).status_code == 422
 

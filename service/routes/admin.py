@@ -66,7 +66,7 @@ def organisations(key: AdminKey, session: SessionDep, audit: AuditDep):
 @router.get("/audit", response_model=list[AuditEntryPublic])
 def audit_log(key: AdminKey, session: SessionDep, audit: AuditDep,
               limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 1000,
-              before: Annotated[int | None, Query(ge=1, le=2**62, description=(
+              before: Annotated[int | None, Query(ge=1, le=2**31 - 1, description=(
                   "Only entries older than this id: the last id of the page before."))] = None,
               case_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
               org: Annotated[str | None, Query(max_length=100, pattern=TEXT_PATTERN)] = None,
