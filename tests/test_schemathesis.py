@@ -68,7 +68,9 @@ def _schemathesis(url: str, config: Path, key: str | None, reports: Path,
           "--report", "json,har", "--report-json-path", str(reports / "run.json"),
           "--report-har-path", str(reports / "run.har")]
     begin = time.perf_counter()
-    proc = subprocess.run(st, capture_output=True, text=True, timeout=600,
+    # Run in the test's folder: Schemathesis keeps its cache of past crashes in the
+    # working directory, and a run must not depend on (or leave) an earlier one's.
+    proc = subprocess.run(st, capture_output=True, text=True, timeout=600, cwd=reports,
                           env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"})
     seconds = time.perf_counter() - begin
     report = json.loads((reports / "run.json").read_text())
