@@ -9,7 +9,7 @@ OUT ?= out/demo
 # The exact versions the tests pass with (hashes included); `make lock` updates it.
 LOCK := requirements.lock
 
-.PHONY: setup demo test bench samples lock clean
+.PHONY: setup demo test bench samples lock openapi clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ bench: setup
 lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 	  --upgrade --custom-compile-command "make lock" --quiet -o $(LOCK)
+
+# The review service's OpenAPI schema, committed as its contract (a test checks it).
+openapi: setup
+	$(BIN)/python scripts/write-openapi
 
 samples: setup
 	$(BIN)/python -m scans.make_samples

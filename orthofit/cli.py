@@ -146,6 +146,7 @@ def design(
                        target_stiffness_nm_per_deg=target_stiffness,
                        scan={"units": units, "up": up, "side": side,
                              "weight_bearing": weight_bearing, "case_ref": case_ref})
+    _warn_case_ref(rx.scan.case_ref)
     result = _with_progress(lambda progress: design_file(scan, rx, progress=progress),
                             STAGES + DESIGN_STAGES)
     paths = write_design(outdir, result)
@@ -272,6 +273,14 @@ def _prescription(path: Path | None, *, scan: dict[str, Any], **fields: Any) -> 
     return load_prescription(path, scan=scan, **fields)
 
 
+def _warn_case_ref(case_ref: str) -> None:
+    """Say so on stderr when a case reference looks like a name or a date of birth."""
+    from .prescription import case_ref_warnings
+
+    for warning in case_ref_warnings(case_ref):
+        _err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _render_checks(checks: dict[str, dict]) -> None:
     table = Table(title="Checks", title_justify="left")
     for col in ("check", "value", "limit", "passed"):
@@ -375,6 +384,8 @@ def batch(
                          progress=progress)
     finally:
         progress.close()
+    for ref in dict.fromkeys(r.case_ref for r in rows if r.case_ref):
+        _warn_case_ref(ref)
     failed = [r for r in rows if r.status != "ok"]
     reused = sum(r.reused for r in rows)
     _err.print(f"{len(rows) - len(failed)} ok, {len(failed)} failed"

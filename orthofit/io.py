@@ -30,6 +30,7 @@ __all__ = [
     "read_scan",
     "read_scan_bytes",
     "sniff_format",
+    "strip_scan_metadata",
     "write_limb_ply",
     "read_limb_ply",
     "stl_bytes",
@@ -412,3 +413,114 @@ def read_prescription_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError("the prescription file must hold one object of fields")
     return data
+
+
+def strip_scan_metadata(data: bytes, fmt: str) -> bytes:
+    """``data`` (a scan in format ``fmt``) with every header, comment and name dropped.
+
+    What intake reads stays byte for byte (:func:`read_scan_bytes` gives the
+    same points and faces); what a scanner or a person may have written beside
+    the geometry goes: a binary STL's 80-byte header and its per-triangle
+    attribute bytes are zeroed, an ASCII STL's solid name dropped, PLY
+    ``comment`` and ``obj_info`` lines, OBJ, OFF, PCD and XYZ ``#`` comments,
+    OBJ ``o``/``g`` names and material references, and a GLB's names, extras
+    and generator.
+
+    >>> strip_scan_metadata(b"ply\\nformat ascii 1.0\\ncomment Jane Doe 1980-04-12\\n"
+    ...                     b"element vertex 0\\nend_header\\n", "ply")
+    b'ply\\nformat ascii 1.0\\nelement vertex 0\\nend_header\\n'
+    """
+    if fmt == "stl":
+        return _strip_stl(data)
+    if fmt == "ply":
+        return _strip_ply(data)
+    if fmt == "glb":
+        return _strip_glb(data)
+    if fmt == "pcd":
+        return _strip_pcd(data)
+    if fmt in ("obj", "off", "xyz"):
+        return _strip_text(data, obj=fmt == "obj")
+    raise ScanFileError(f"no scan format {fmt!r}")
+
+
+def _strip_stl(data: bytes) -> bytes:
+    if len(data) >= _STL_HEADER_BYTES:
+        (count,) = struct.unpack_from("<I", data, 80)
+        if count > 0 and len(data) == _STL_HEADER_BYTES + _STL_TRIANGLE_BYTES * count:
+            out = bytearray(data)
+            out[:80] = bytes(80)
+            triangles = np.frombuffer(out, dtype=np.uint8, offset=_STL_HEADER_BYTES)
+            triangles.reshape(count, _STL_TRIANGLE_BYTES)[:, 48:] = 0
+            return bytes(out)
+    lines = data.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        word = line.strip().split(maxsplit=1)
+        if word and word[0].lower() in (b"solid", b"endsolid"):
+            lines[i] = word[0] + (b"\r\n" if line.endswith(b"\r\n") else b"\n")
+    return b"".join(lines)
+
+
+def _strip_ply(data: bytes) -> bytes:
+    end = data.find(b"end_header")
+    if end < 0:
+        raise ScanFileError("the PLY file has no end_header line; export the scan again")
+    stop = data.index(b"\n", end) + 1 if b"\n" in data[end:] else len(data)
+    header = data[:stop].splitlines(keepends=True)
+    kept = [ln for ln in header if not ln.lstrip().startswith((b"comment", b"obj_info"))]
+    return b"".join(kept) + data[stop:]
+
+
+def _strip_pcd(data: bytes) -> bytes:
+    out, offset = [], 0
+    for line in data.splitlines(keepends=True):
+        offset += len(line)
+        if not line.lstrip().startswith(b"#"):
+            out.append(line)
+        if line.upper().startswith(b"DATA"):
+            break
+    return b"".join(out) + data[offset:]
+
+
+_OBJ_NAMES = (b"o", b"g", b"mtllib", b"usemtl")
+
+
+def _strip_text(data: bytes, *, obj: bool) -> bytes:
+    out = []
+    for line in data.splitlines(keepends=True):
+        ending = b"\r\n" if line.endswith(b"\r\n") else b"\n" if line.endswith(b"\n") else b""
+        body = line.split(b"#", 1)[0].rstrip()
+        if not body:
+            continue
+        if obj and body.split(maxsplit=1)[0] in _OBJ_NAMES:
+            continue
+        out.append(body + (ending or b"\n"))
+    return b"".join(out)
+
+
+def _strip_glb(data: bytes) -> bytes:
+    try:
+        magic, version, _ = struct.unpack_from("<4sII", data, 0)
+        length, kind = struct.unpack_from("<I4s", data, 12)
+        if magic != b"glTF" or kind != b"JSON":
+            raise ValueError("not a GLB")
+        doc = json.loads(data[20:20 + length])
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise ScanFileError("the GLB file is damaged or truncated and cannot be read; "
+                            "export the scan again") from exc
+    doc = _without_names(doc)
+    doc["asset"] = {"version": str(doc.get("asset", {}).get("version", "2.0"))}
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    rest = data[20 + length:]
+    total = 12 + 8 + len(text) + len(rest)
+    return struct.pack("<4sII", b"glTF", version, total) + \
+        struct.pack("<I4s", len(text), b"JSON") + text + rest
+
+
+def _without_names(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_names(v) for k, v in node.items()
+                if k not in ("name", "extras", "copyright", "generator")}
+    if isinstance(node, list):
+        return [_without_names(v) for v in node]
+    return node

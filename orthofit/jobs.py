@@ -4,13 +4,19 @@ This module owns how a design runs outside the caller and what its outcome
 means: in a child process (``python -m orthofit design``, so a crash or a
 hang in native code takes down only that process, which a time limit kills)
 or in the calling process (a Celery worker's pool child, whose own hard time
-limit and redelivery do that job).  Both give the same files and the same
+limit and redelivery do that job).  A child process dies with the thread that
+started it, even when that thread's process is killed outright: on Linux the
+kernel sends it SIGKILL then (``PR_SET_PDEATHSIG``), so no design outlives a
+service or batch that was SIGKILLed and then runs a second time beside its
+restart.  Both give the same files and the same
 exit code and one-line message as the command line.  It does not queue jobs
 or keep attempts (``orthofit.batch``, ``orthofit.tasks`` and the service do).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -69,6 +75,34 @@ class JobOutcome:
         return EXIT_REASONS.get(self.exit_code, "internal error")
 
 
+# prctl(2) option: the signal a process gets when the thread that forked it dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _libc_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    return libc.prctl
+
+
+# Bound once here: the child calls it between fork and exec, and must not load libraries.
+_prctl = _libc_prctl()
+
+
+def _die_with_parent(parent: int):
+    """The child's set-up between fork and exec: SIGKILL when its parent thread dies."""
+    def set_up() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call above took effect
+            os._exit(1)
+    return set_up
+
+
 def run_in_subprocess(job: DesignJob, *, timeout_s: float,
                       started: Callable[[subprocess.Popen], None] | None = None
                       ) -> JobOutcome:
@@ -79,7 +113,8 @@ def run_in_subprocess(job: DesignJob, *, timeout_s: float,
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     begin = time.perf_counter()
     proc = subprocess.Popen(job.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True,
+                            preexec_fn=_die_with_parent(os.getpid()))
     if started is not None:
         started(proc)
     timed_out = False

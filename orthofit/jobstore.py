@@ -150,8 +150,10 @@ def _now() -> datetime:
 
 def sqlite_pragmas(dbapi_connection, _record) -> None:
     """SQLite settings for every orthofit database: WAL (readers never wait for the
-    writer), foreign keys enforced, and a writer waits up to 30 s for another."""
+    writer), foreign keys enforced, a writer waits up to 30 s for another, and deleted
+    rows are overwritten with zeros (``secure_delete``), not left readable in free pages."""
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")

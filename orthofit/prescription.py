@@ -10,7 +10,9 @@ what the prescription leaves out.  It must not touch geometry or files.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from datetime import date
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,6 +31,7 @@ __all__ = [
     "Relief",
     "Corrections",
     "prescription_schema",
+    "case_ref_warnings",
 ]
 
 SCHEMA_VERSION = 1
@@ -42,7 +45,16 @@ LandmarkName = Literal["heel", "toe_tip", "mth1", "mth5", "sulcus", "navicular",
                        "medial_malleolus", "lateral_malleolus", "ankle_center", "calf",
                        "leg_top", "fibular_head"]
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+# Every number in a prescription is finite: NaN and infinities are refused at
+# the door (a NaN landmark or build volume would only fail deep in the design).
+_STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+# Coordinates and lengths no limb or printer reaches (mm): a landmark within
+# 2 m of the heel, a build volume up to 5 m [eng: bounds, not clinical limits].
+_MAX_COORD_MM = 2000.0
+_MAX_BUILD_MM = 5000.0
+Coordinate = Annotated[float, Field(ge=-_MAX_COORD_MM, le=_MAX_COORD_MM)]
+BuildLength = Annotated[float, Field(gt=0.0, le=_MAX_BUILD_MM)]
 
 
 class Material(BaseModel):
@@ -86,7 +98,7 @@ class Printer(BaseModel):
 
     model_config = _STRICT
     name: str
-    build_volume_mm: tuple[float, float, float]
+    build_volume_mm: tuple[BuildLength, BuildLength, BuildLength]
 
 
 #: Named printers: HP MJF 5200 (380 x 284 x 380 mm) and a common FDM bed
@@ -98,7 +110,13 @@ PRINTERS: dict[str, Printer] = {
 
 
 class ScanSpec(IntakeOptions):
-    """The scan's options, as ``orthofit inspect`` takes them, and the case reference."""
+    """The scan's options, as ``orthofit inspect`` takes them, and the case reference.
+
+    A ``case_ref`` that looks like a patient's name or a date of birth is
+    accepted with a warning (:func:`case_ref_warnings`).
+    """
+
+    model_config = ConfigDict(**IntakeOptions.model_config, allow_inf_nan=False)
 
     # A case reference, never a patient's name: letters, digits, '.', '_' and '-'.
     case_ref: str = Field(default="case", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -275,10 +293,10 @@ class Prescription(BaseModel):
     material: MaterialName = "PA12"
     printer: PrinterName = "hp-mjf-5200"
     # Build volume of a custom printer (mm); required when printer is "custom".
-    build_volume_mm: tuple[float, float, float] | None = None
+    build_volume_mm: tuple[BuildLength, BuildLength, BuildLength] | None = None
     trimlines: Trimlines = Trimlines()
     # Landmarks in the device frame (mm) that replace the detected ones.
-    landmark_overrides: dict[LandmarkName, tuple[float, float, float]] = Field(
+    landmark_overrides: dict[LandmarkName, tuple[Coordinate, Coordinate, Coordinate]] = Field(
         default_factory=dict)
     corrections: Corrections = Corrections()
     attachments: Attachments = Attachments()
@@ -393,6 +411,53 @@ def _refuse_impossible_corrections(rx: Prescription) -> None:
                              f"give the heel cup two depths; give one of them")
         object.__setattr__(rx, "trimlines", rx.trimlines.model_copy(
             update={"heel_cup_height_mm": c.heel_cup_depth_mm}))
+
+
+# Dates as clinics write them: 1980-04-12, 12.04.1980, 12/04/80, 19800412, 12041980.
+_DATE_PATTERNS = (
+    (re.compile(r"(?<!\d)(\d{4})[-._/]?(\d{2})[-._/]?(\d{2})(?!\d)"), ("y", "m", "d")),
+    (re.compile(r"(?<!\d)(\d{1,2})[-._/](\d{1,2})[-._/](\d{2}|\d{4})(?!\d)"), ("d", "m", "y")),
+    (re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{4})(?!\d)"), ("d", "m", "y")),
+)
+# A word of letters, as names are written (not a code like C or AB12).
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def case_ref_warnings(case_ref: str) -> list[str]:
+    """Warnings for a case reference that looks like a patient's name or date of birth.
+
+    The rule: a warning when the reference holds a calendar date (1980-04-12,
+    12.04.1980, 12-4-80, 19800412, 12041980), or two or more words of
+    letters (Jane_Doe, doe.jane).  References such as C-0007 or case-2291 pass.
+
+    >>> case_ref_warnings("C-0007")
+    []
+    >>> [w.split(";")[0] for w in case_ref_warnings("Jane_Doe-1980-04-12")]
+    ['case_ref Jane_Doe-1980-04-12 looks like a name', 'case_ref Jane_Doe-1980-04-12 holds a date']
+    """
+    warnings = []
+    words = [w for w in re.split(r"[._\-\d]+", case_ref) if _WORD.fullmatch(w)]
+    if len(words) >= 2:
+        warnings.append(f"case_ref {case_ref} looks like a name; use the clinic's case "
+                        "number, never the patient's name")
+    if _holds_date(case_ref):
+        warnings.append(f"case_ref {case_ref} holds a date; if it is a date of birth, use "
+                        "the clinic's case number instead")
+    return warnings
+
+
+def _holds_date(text: str) -> bool:
+    for pattern, order in _DATE_PATTERNS:
+        for match in pattern.finditer(text):
+            parts = dict(zip(order, map(int, match.groups())))
+            year = parts["y"] + (1900 if parts["y"] < 100 else 0)
+            try:
+                date(year, parts["m"], parts["d"])
+            except ValueError:
+                continue
+            if 1900 <= year <= 2100:
+                return True
+    return False
 
 
 def prescription_schema() -> dict:

@@ -33,6 +33,13 @@ class Settings:
     # A Celery broker (redis://... or amqp://...): design jobs go to
     # ``orthofit worker`` processes; None runs them in an embedded pool.
     broker_url: str | None = None
+    # A running job's lease (s): its runner renews it every third of this
+    # while the design runs; a restarted service takes the job over only
+    # once the lease has lapsed, so a job never runs twice at once.
+    job_lease_s: float = 30.0
+    # Failed authentications a client may make in a minute before the
+    # service answers it 429 (with Retry-After) until the minute has passed.
+    auth_failures_per_minute: int = 20
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -47,6 +54,8 @@ class Settings:
             job_timeout_s=float(env.get("ORTHOFIT_JOB_TIMEOUT_S", "600")),
             max_attempts=int(env.get("ORTHOFIT_MAX_ATTEMPTS", "3")),
             broker_url=env.get("ORTHOFIT_BROKER_URL") or None,
+            job_lease_s=float(env.get("ORTHOFIT_JOB_LEASE_S", "30")),
+            auth_failures_per_minute=int(env.get("ORTHOFIT_AUTH_FAILURES_PER_MINUTE", "20")),
         )
 
 

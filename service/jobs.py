@@ -6,8 +6,12 @@ code takes down only that process.  Versions are claimed from the database
 (an atomic queued -> running update, so several runners can share one
 database) and their attempts counted there; a job that kills its process or
 runs past the time limit goes back to the queue until ``max_attempts``,
-then fails with the reason.  On start, versions left running by a stopped
-service are queued again: nothing is lost.
+then fails with the reason.  A claimed job holds a lease that a heartbeat
+thread renews every third of ``job_lease_s`` while its process runs; a job
+whose runner stopped renewing (a service killed outright; its design process
+died with it, ``orthofit.jobs``) is taken over once its lease has lapsed, and
+never before, so a job never runs twice at once.  A runner that cannot renew
+a lease kills that job's process.  Nothing is lost.
 
 With a broker (``ORTHOFIT_BROKER_URL``) the same claim sends the version to
 ``orthofit worker`` processes as a design job (``orthofit.jobstore``), its
@@ -20,11 +24,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import threading
+import uuid
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import sessionmaker
 
 from orthofit.jobs import DesignJob, JobOutcome, kill_process_group, run_in_subprocess
@@ -33,7 +40,7 @@ from orthofit.settings import Settings
 from .db import Version, now
 from .storage import Storage
 
-__all__ = ["JobRunner"]
+__all__ = ["JobRunner", "public_message"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,8 @@ class JobRunner:
         self._procs: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._celery = None
+        # This runner's name on the leases it holds.
+        self.owner = uuid.uuid4().hex
 
     @property
     def uses_broker(self) -> bool:
@@ -67,13 +76,8 @@ class JobRunner:
             self._resume_sent()
             targets = [self._dispatch]
         else:
-            with self.sessions() as s:
-                resumed = s.execute(update(Version).where(Version.status == "running")
-                                    .values(status="queued")).rowcount
-                s.commit()
-            if resumed:
-                log.info("jobs: %d interrupted jobs queued again", resumed)
-            targets = [self._loop] * max(1, self.settings.workers)
+            self._take_over_lapsed()
+            targets = [self._loop] * max(1, self.settings.workers) + [self._heartbeat]
         for i, target in enumerate(targets):
             thread = threading.Thread(target=target, name=f"orthofit-job-{i}", daemon=True)
             thread.start()
@@ -94,16 +98,78 @@ class JobRunner:
         self._stop.set()
         self._wake.set()
         with self._lock:
+            stopped = list(self._procs)
             for proc in self._procs.values():
                 kill_process_group(proc)
         for thread in self._threads:
             thread.join(timeout=10)
+        if stopped and not self.uses_broker:
+            # Stopped by us, not lost: back to the queue at once, the attempt not counted.
+            with self.sessions() as s:
+                s.execute(update(Version).where(Version.id.in_(stopped),
+                                                Version.lease_owner == self.owner,
+                                                Version.status == "running")
+                          .values(status="queued", attempts=Version.attempts - 1,
+                                  lease_owner=None, lease_expires_at=None))
+                s.commit()
+
+    # Leases.
+
+    def _lease_until(self):
+        return now() + timedelta(seconds=self.settings.job_lease_s)
+
+    def _take_over_lapsed(self) -> None:
+        """Take over the running jobs whose lease has lapsed (their runner is gone):
+        queued again, or failed once they have had every attempt."""
+        lapsed = (Version.status == "running",
+                  or_(Version.lease_expires_at.is_(None), Version.lease_expires_at < now()))
+        with self.sessions() as s:
+            for version in s.scalars(select(Version).where(*lapsed)):
+                last = version.attempts >= self.settings.max_attempts
+                values = {"status": "queued", "lease_owner": None, "lease_expires_at": None}
+                if last:
+                    values.update(status="failed", exit_code=-9, reason="worker lost",
+                                  finished_at=now(), message=(
+                                      "the design's worker process was lost with its service; "
+                                      f"gave up after {version.attempts} attempts"))
+                taken = s.execute(update(Version).where(Version.id == version.id, *lapsed)
+                                  .values(**values)).rowcount
+                s.commit()
+                if taken:
+                    log.info("jobs: case %s v%d: its runner stopped renewing its lease; %s",
+                             version.case_id, version.number,
+                             "failed" if last else "queued again")
+
+    def _heartbeat(self) -> None:
+        """Renew the leases of the jobs this runner runs; kill a job whose lease is lost."""
+        interval = max(0.1, self.settings.job_lease_s / 3)
+        while not self._stop.wait(interval):
+            with self._lock:
+                running = dict(self._procs)
+            if not running:
+                continue
+            try:
+                with self.sessions() as s:
+                    for version_id, proc in running.items():
+                        renewed = s.execute(update(Version).where(
+                            Version.id == version_id, Version.lease_owner == self.owner,
+                            Version.status == "running").values(
+                            lease_expires_at=self._lease_until(), heartbeat_at=now())
+                        ).rowcount
+                        if not renewed:
+                            log.warning("jobs: version %d's lease was lost; its design "
+                                        "is stopped", version_id)
+                            kill_process_group(proc)
+                    s.commit()
+            except Exception:  # noqa: BLE001 - a database hiccup: retried next beat
+                log.exception("jobs: renewing leases failed")
 
     # The embedded pool.
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._take_over_lapsed()
                 job = self._claim()
             except Exception:  # noqa: BLE001 - a database hiccup must not end the runner
                 log.exception("jobs: claiming a job failed")
@@ -120,7 +186,8 @@ class JobRunner:
                                      .order_by(Version.id).limit(5)):
                 values = {"status": "running", "started_at": now()}
                 if count_attempt:
-                    values["attempts"] = Version.attempts + 1
+                    values.update(attempts=Version.attempts + 1, lease_owner=self.owner,
+                                  lease_expires_at=self._lease_until(), heartbeat_at=now())
                 claimed = s.execute(update(Version).where(Version.id == version.id,
                                                           Version.status == "queued")
                                     .values(**values)).rowcount
@@ -154,7 +221,7 @@ class JobRunner:
             with self._lock:
                 self._procs.pop(version_id, None)
         if self._stop.is_set() and outcome.exit_code < 0:
-            return  # stopped with the service; queued again on the next start
+            return  # stopped with the service; queued again by stop()
         retry = outcome.crashed and attempt < self.settings.max_attempts
         self._record(version_id, case_id, number, outcome, attempt, retry=retry)
 
@@ -165,9 +232,17 @@ class JobRunner:
             if version is None:  # the case was deleted meanwhile: leave nothing behind
                 self.storage.delete_case(case_id)
                 return
+            if version.lease_owner not in (None, self.owner):
+                log.warning("jobs: case %s v%d is another runner's now; this outcome is "
+                            "dropped", case_id, number)
+                return
+            outcome = JobOutcome(outcome.exit_code,
+                                 public_message(outcome.message, self.storage.root),
+                                 outcome.seconds, outcome.timed_out)
             version.exit_code = outcome.exit_code
             version.attempts = attempt
             version.reason = outcome.reason
+            version.lease_owner = version.lease_expires_at = None
             report = self.storage.out_dir(case_id, number) / "report.json"
             if outcome.exit_code == 0:
                 version.status, version.message = "ready", None
@@ -238,6 +313,28 @@ class JobRunner:
                          JobOutcome(row.exit_code, row.message or "", row.seconds or 0.0),
                          row.attempts, retry=False)
             self._celery.delete([row.id])
+
+
+# An absolute path of two or more names (not a fraction, a URL or a relative path).
+_PATH = re.compile(r"(?<![\w:/.~-])(?:/[^\s'\"/:;,()]+){2,}/?")
+
+
+def public_message(message: str, data_dir) -> str:
+    """``message`` without server paths: a design's report is named, other files by name.
+
+    >>> public_message("failed these checks: mass_g; see /srv/data/cases/ab/v1/out/report.json",
+    ...                "/srv/data")
+    'failed these checks: mass_g; see the fit report (report.html)'
+    >>> public_message("internal error (OSError: [Errno 2] '/tmp/x/limb.ply')", "/srv")
+    "internal error (OSError: [Errno 2] 'limb.ply')"
+    """
+    message = re.sub(r"see \S*report\.json", "see the fit report (report.html)", message or "")
+    message = message.replace(str(data_dir), "")
+
+    def name(match: re.Match) -> str:
+        return match.group(0).rstrip("/").rsplit("/", 1)[-1]
+
+    return _PATH.sub(name, message)
 
 
 def _side(report_path) -> str | None:

@@ -26,6 +26,9 @@ def create_key(session: Session, org_name: str, role: str) -> tuple[ApiKey, str]
     org_name = org_name.strip()
     if not org_name or len(org_name) > 100:
         raise ValueError("the organisation name must be 1 to 100 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in org_name):
+        raise ValueError("the organisation name must not hold control characters "
+                         "(a NUL, a tab or a line break); type it as it is written")
     org = session.scalar(select(Organisation).where(Organisation.name == org_name))
     if org is None:
         org = Organisation(name=org_name)

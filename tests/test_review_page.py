@@ -80,3 +80,26 @@ def test_review_page_shows_the_checks_and_approves(tmp_path):
             assert case["approved_version"] == 1
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed; 'make test' installs it")
+def test_the_api_docs_render_offline_under_the_pages_policy(tmp_path):
+    # Issue #19: /docs loaded Swagger UI from a CDN and was blank offline.
+    url = fresh_database("sqlite", tmp_path)
+    server = Server({"ORTHOFIT_DATA_DIR": str(tmp_path / "data"), "ORTHOFIT_DATABASE_URL": url})
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            errors, elsewhere = [], []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: None if r.url.startswith((server.url, "data:"))
+                    else elsewhere.append(r.url))
+            page.goto(f"{server.url}/docs")
+            page.wait_for_selector(".opblock", timeout=30_000)
+            assert len(page.query_selector_all(".opblock")) >= 19
+            browser.close()
+        assert errors == [] and elsewhere == []
+    finally:
+        server.stop()

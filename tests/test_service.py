@@ -98,7 +98,11 @@ def test_who_sees_what(service):
     log = client.get("/admin/audit", headers=auth(keys["admin"]),
                      params={"case_id": case_id}).json()
     assert {"create", "denied"} <= {e["action"] for e in log}
-    assert {e["org"] for e in log if e["action"] == "denied"} == {"Clinic B", "Print Lab"}
+    assert {e["org"] for e in log if e["action"] == "denied" and e["status"] == 404} \
+        == {"Clinic B", "Print Lab"}
+    # The refused approval is there too (issue #19).
+    assert [(e["org"], e["status"]) for e in log if e["route"] == "/cases/{case_id}/approve"] \
+        == [("Clinic A", 409)]
     assert all(e["org"] for e in log)
     # Deleting removes the case and its files.
     assert client.delete(f"/cases/{case_id}", headers=auth(keys["clinic"])).status_code == 200
