@@ -18,6 +18,7 @@ import trimesh
 from scipy.spatial import ConvexHull, QhullError
 
 from .errors import CannotServeError
+from .leg import EXTENTS, measure_leg, shank_axis
 from .params import AnatomyParams
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "detect_side",
     "measure",
     "shank_axis",
+    "EXTENTS",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,6 @@ _BIN_MM = 2.0
 _CUE_SCALE_MM = {"hallux": 8.0, "arch": 4.0, "malleoli": 8.0, "prominence": 2.0}
 # Below this summed confidence the side is reported as uncertain.
 SIDE_CONFIDENT = 0.5
-# Sections along the shank: spacing (mm) and margin above the malleoli and
-# below the cut top (mm).
-_SECTION_STEP_MM = 2.0
-_SECTION_MARGIN_MM = 10.0
 
 
 @dataclass(frozen=True)
@@ -92,11 +90,23 @@ class SideEvidence:
 
 @dataclass
 class Anatomy:
-    """Landmarks (name -> (3,) mm or None) and measurements (name -> float or None)."""
+    """Landmarks (name -> (3,) mm or None) and measurements (name -> float or None).
+
+    ``sources`` says of each landmark found whether it lies on ``scanned``
+    skin or was ``estimated`` (the fibular head of a scan that stops below
+    the knee); ``confidence`` (0-1) how sure orthofit is of it;
+    ``leg_extent`` how far up the leg the scan reaches (:data:`EXTENTS`).
+    """
 
     landmarks: dict[str, np.ndarray | None] = field(default_factory=dict)
     measurements: dict[str, float | None] = field(default_factory=dict)
     has_leg: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
+    confidence: dict[str, float] = field(default_factory=dict)
+    leg_extent: str = "foot_only"
+    #: Height of the knee joint line (found or estimated), mm; None without a leg.
+    knee_joint_z: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def find_foot(points: np.ndarray, params: AnatomyParams, *, refine: bool = False) -> FootAxis:
@@ -359,29 +369,6 @@ def _cap_centre(column: np.ndarray, direction: float, bin_index: int, reach: flo
     return apex
 
 
-def shank_axis(points: np.ndarray, fl: float, params: AnatomyParams
-                ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """A point on and the upward direction of the leg's axis, from sections above the ankle."""
-    z = points[:, 2]
-    # Above the instep; a foot-only scan stops lower, so use its upper part.
-    start = min(params.shank_axis_from_share * fl, params.shank_axis_top_share * z.max())
-    above = points[z >= start]
-    if len(above) < 10:
-        return None, None
-    which = np.floor(above[:, 2] / params.skeleton_bin_mm).astype(np.int64)
-    order = np.argsort(which, kind="stable")
-    cuts = np.flatnonzero(np.diff(which[order])) + 1
-    centres = np.array([g.mean(axis=0) for g in np.split(above[order], cuts) if len(g) >= 10])
-    if len(centres) < 2:
-        return None, None
-    if np.ptp(centres[:, 2]) < params.shank_axis_min_span_share * fl:
-        # Too short a stretch of leg (a foot-only scan) to fit a direction, and
-        # its lower sections reach into the instep: the leg stands upright
-        # through the highest section.
-        return centres[-1], np.array([0.0, 0.0, 1.0])
-    return centres.mean(axis=0), _fit_line_direction(centres)
-
-
 def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: float,
             top_z: float, params: AnatomyParams) -> Anatomy:
     """Landmarks and measurements of a closed limb in the device frame.
@@ -432,120 +419,33 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     ms["medial_malleolus_height_mm"] = float(lm["medial_malleolus"][2])
     ms["lateral_malleolus_height_mm"] = float(lm["lateral_malleolus"][2])
 
-    has_leg = top_z >= params.leg_min_height_foot_lengths * fl
-    if has_leg and axis[0] is not None:
-        _measure_leg(mesh, axis, lm, ms, medial, fl, top_z, params)
-    return Anatomy(landmarks=lm, measurements=ms, has_leg=has_leg)
+    found = Anatomy(landmarks=lm, measurements=ms,
+                    has_leg=top_z >= params.leg_min_height_foot_lengths * fl)
+    found.sources = {name: "scanned" for name, p in lm.items() if p is not None}
+    if found.has_leg and axis[0] is not None:
+        leg = measure_leg(mesh, filled, axis, lm, medial, fl, top_z, params)
+        lm.update(leg.landmarks)
+        ms.update(leg.measurements)
+        found.sources.update(leg.sources)
+        found.leg_extent, found.knee_joint_z = leg.extent, leg.knee_joint_z
+        found.warnings.extend(leg.warnings)
+    found.confidence = {name: _confidence(verts, filled, lm[name], params)
+                        if found.sources[name] == "scanned" else params.estimated_confidence
+                        for name in found.sources}
+    return found
 
 
-def _measure_leg(mesh: trimesh.Trimesh, axis: tuple[np.ndarray, np.ndarray], lm: dict,
-                 ms: dict, medial: float, fl: float, top_z: float,
-                 params: AnatomyParams) -> None:
-    """Girths along the shank, calf, knee and fibular head, ankle angle.
+def _confidence(verts: np.ndarray, filled: np.ndarray, point: np.ndarray,
+                params: AnatomyParams) -> float:
+    """How sure a landmark is: the share of scanned (not filled-in) skin around it.
 
-    Sections run perpendicular to the shank's axis, as a tape measure would
-    go round the leg, from just above the malleoli to just below the cut top.
+    A landmark found where the scanner saw the skin all round reads 1; one
+    next to skin the closing had to fill in reads less.
     """
-    ankle = lm["ankle_center"]
-    point, axis = axis
-    start = max(lm["medial_malleolus"][2], lm["lateral_malleolus"][2]) + _SECTION_MARGIN_MM
-    stop = top_z - _SECTION_MARGIN_MM
-    # Offsets along the axis of the planes through heights start..stop on it.
-    lo, hi = ((np.array([start, stop]) - point[2]) / axis[2])
-    offsets = np.arange(lo, hi, _SECTION_STEP_MM)
-    if len(offsets) < 4:
-        return
-    sections = _sections(mesh, point, axis, offsets,
-                         keep_within=params.section_radius_share * fl)
-    girth = np.array([np.nan if g is None else g for _, g in sections])
-    if np.all(np.isnan(girth)):
-        return
-    # The ankle's narrowest section lies in the lower half of the shank; the
-    # calf's belly is the widest above it.
-    lower = max(1, len(girth) // 2)
-    if np.all(np.isnan(girth[:lower])):
-        return
-    ankle_i = int(np.nanargmin(girth[:lower]))
-    knee_in_view = top_z - ankle[2] >= params.knee_reach_foot_lengths * fl
-    # With the knee in view, its flare at the top is no calf.
-    calf_end = len(girth)
-    if knee_in_view:
-        heights = np.array([np.nan if c is None else c[2] for c, _ in sections])
-        below_knee = heights <= top_z - params.knee_zone_share * (top_z - ankle[2])
-        calf_end = max(ankle_i + 1, int(np.flatnonzero(below_knee).max()) + 1
-                       if below_knee.any() else len(girth))
-    calf_i = ankle_i + int(np.nanargmax(girth[ankle_i:calf_end]))
-    lm["calf"] = sections[calf_i][0]
-    ms["calf_circumference_mm"] = float(girth[calf_i])
-    ms["calf_height_mm"] = float(lm["calf"][2])
-    ms["ankle_circumference_mm"] = float(girth[ankle_i])
-    lm["fibular_head"] = (_fibular_head(mesh, medial, top_z, params) if knee_in_view
-                          else None)
-    end = lm["fibular_head"] if lm["fibular_head"] is not None else lm["leg_top"]
-    ms["shank_length_mm"] = float(np.linalg.norm(end - ankle))
-    shank = lm["calf"] - ankle
-    ms["ankle_angle_deg"] = float(np.degrees(np.arctan2(shank[2], shank[0])))
-
-
-def _fibular_head(mesh: trimesh.Trimesh, medial: float, top_z: float,
-                  params: AnatomyParams) -> np.ndarray | None:
-    """The fibular head of a scan that reaches the knee: the most lateral
-    point a little below the top of the scan (an estimate: the head lies
-    ~2 cm below the knee joint line [typ])."""
-    verts = np.asarray(mesh.vertices)
-    height = top_z - params.fibular_head_below_knee_mm
-    ring = verts[np.abs(verts[:, 2] - height) <= params.slab_mm / 2]
-    if len(ring) == 0:
-        return None
-    return ring[np.argmax(-medial * ring[:, 1])]
-
-
-def _sections(mesh: trimesh.Trimesh, origin: np.ndarray, normal: np.ndarray,
-              offsets: np.ndarray, *, keep_within: float
-              ) -> list[tuple[np.ndarray | None, float | None]]:
-    """Per plane: (centre (3,) of the section's convex hull, its perimeter mm).
-
-    The convex hull's perimeter is what a tape measure reads around a limb.
-    Only section points within ``keep_within`` mm of the axis line
-    (``origin``, ``normal``) count: a plane low on the leg may also cut the
-    instep or the toes.
-    """
-    lines, to_3d, _ = trimesh.intersections.mesh_multiplane(mesh, origin, normal, offsets)
-    out: list[tuple[np.ndarray | None, float | None]] = []
-    for seg, mat in zip(lines, to_3d):
-        flat = np.asarray(seg).reshape(-1, 2)
-        if len(flat) < 3:
-            out.append((None, None))
-            continue
-        space = flat @ mat[:3, :2].T + mat[:3, 3]
-        rel = space - origin
-        radial = rel - np.outer(rel @ normal, normal)
-        flat = flat[np.linalg.norm(radial, axis=1) <= keep_within]
-        try:
-            hull = ConvexHull(flat)
-        except (QhullError, ValueError):
-            out.append((None, None))
-            continue
-        c = _polygon_centroid(flat[hull.vertices])
-        out.append((mat[:3, :2] @ c + mat[:3, 3], float(hull.area)))
-    return out
-
-
-def _polygon_centroid(ring: np.ndarray) -> np.ndarray:
-    x, y = ring[:, 0], ring[:, 1]
-    xs, ys = np.roll(x, -1), np.roll(y, -1)
-    cross = x * ys - xs * y
-    area = cross.sum() / 2
-    if abs(area) < 1e-12:
-        return ring.mean(axis=0)
-    return np.array([((x + xs) * cross).sum(), ((y + ys) * cross).sum()]) / (6 * area)
-
-
-def _fit_line_direction(points: np.ndarray) -> np.ndarray:
-    """Unit direction (3,) of the least-squares line through ``points``, pointing up."""
-    _, _, vt = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)
-    direction = vt[0]
-    return direction if direction[2] > 0 else -direction
+    near = np.linalg.norm(verts - point, axis=1) <= params.confidence_radius_mm
+    if not near.any():
+        return 0.0
+    return round(float(1.0 - filled[near].mean()), 3)
 
 
 def _sulcus(verts: np.ndarray, mth1: np.ndarray, mth5: np.ndarray, toe: np.ndarray,

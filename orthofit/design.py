@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 DESIGN_STAGES = ("trimlines", "shell", "stiffness", "checks")
 #: Every library whose version can move a shell, a check or a stiffness number
 #: (requirements.lock pins them all; pyproject.toml bounds them).
+# Vertices within this of the cut's plane lie on the cap closing the leg's top.
+_CAP_BAND_MM = 1.0
 _VERSIONED = ("orthofit", "numpy", "scipy", "open3d-cpu", "trimesh", "embreex", "manifold3d",
               "scikit-image", "pymetis", "pydantic")
 
@@ -141,7 +143,9 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     if rx.corrections.ankle_angle_deg is not None:
         turned = correct_ankle(limb, landmarks, rx.corrections.ankle_angle_deg, shank)
         # The top cut tilts with the shank: its lowest point is the new top.
-        top_ring = np.asarray(limb.vertices)[:, 2] > top_z - 1.0
+        vertices = np.asarray(limb.vertices)
+        top_ring = (np.abs(intake.cut.height(vertices)) <= _CAP_BAND_MM if intake.cut is not None
+                    else vertices[:, 2] > top_z - _CAP_BAND_MM)
         limb, landmarks, ankle = turned.limb, turned.landmarks, turned.applied
         top_z = float(np.asarray(limb.vertices)[top_ring, 2].min())
 

@@ -65,12 +65,15 @@ class IntakeResult:
     scan_to_device: np.ndarray
     limb: trimesh.Trimesh
     filled: np.ndarray
+    #: Below this height (mm) the closed leg is whole: the lowest point of the cut.
     top_z: float
     foot_length: float
     anatomy: anatomy.Anatomy
     cleaning: dict[str, Any]
     warnings: list[str]
     timings_s: dict[str, float]
+    #: The flat cut closing the top of the leg (device frame).
+    cut: surface.CutPlane | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The intake JSON: the same scan and options give the same JSON."""
@@ -209,13 +212,15 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     skeleton = normals.limb_skeleton(limb, foot.foot_length, surface_params)
     outward = normals.orient_normals(limb, clean.estimate_normals(limb, cleaning), skeleton,
                                      surface_params)
-    top_z = surface.cut_height(limb, surface_params)
-    closed = surface.close_limb(limb, outward, top_z, surface_params)
+    cut = surface.cut_plane(limb, surface_params)
+    closed = surface.close_limb(limb, outward, cut, surface_params)
     mesh = closed.mesh
     scanned = np.asarray(mesh.vertices)[~closed.filled]
     refined = anatomy.find_foot(scanned, anatomy_params, refine=True)
     adjust = frame.heel_forward(refined.heel, refined.forward)
     mesh.apply_transform(adjust)
+    cut = surface.CutPlane(point=frame.transform(adjust, cut.point[None])[0],
+                           normal=adjust[:3, :3] @ cut.normal)
     to_device = adjust @ to_device @ frame.scale_matrix(scale)
     report["closed_surface"] = {"vertices": int(len(mesh.vertices)),
                                 "faces": int(len(mesh.faces)),
@@ -244,7 +249,7 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
                f"foot length {found.measurements['foot_length_mm']:.0f} mm")
     return IntakeResult(
         options=options, input_sha256=raw.sha256, units=units, up=up, side=side,
-        scan_to_device=to_device, limb=mesh, filled=closed.filled, top_z=closed.top_z,
+        scan_to_device=to_device, limb=mesh, filled=closed.filled, top_z=closed.top_z, cut=cut,
         foot_length=refined.foot_length, anatomy=found, cleaning=report,
         warnings=warnings, timings_s=clock.timings)
 

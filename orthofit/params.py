@@ -161,8 +161,13 @@ class SurfaceParams:
     # in, not scanned: about twice the grid step [eng].
     filled_distance_mm: float = 4.0
     # The ragged open top of the leg is cut flat this far below its highest
-    # scanned point [eng].
+    # complete section [eng]...
     top_trim_mm: float = 3.0
+    # ...square to the leg's axis over its top this many mm, when the leg leans
+    # more than this from upright (a hanging foot levelled on its sole);
+    # upright legs are cut level [eng].
+    cut_axis_reach_mm: float = 80.0
+    cut_tilt_from_deg: float = 15.0
     # The sole closes straight down inside the outline of the scanned points
     # below this height: floor removal leaves the lowest 3 mm unscanned [eng].
     sole_band_mm: float = 12.0
@@ -236,13 +241,42 @@ class AnatomyParams:
     section_radius_share: float = 0.5
     # Malleolus height used when no bump stands out (lateral apex ~0.27 foot lengths).
     malleolus_typical_share: float = 0.27
-    # A scan whose leg reaches this many foot lengths above the ankle has the
-    # knee in view (adult and child shank/foot ~1.5-1.7)...
-    knee_reach_foot_lengths: float = 1.4
-    # ...and the top share of its shank is the knee, not the calf.
-    knee_zone_share: float = 0.2
-    # Fibular head below the top of a scan that ends at the knee joint line (mm).
+    # The shank's axis comes from sections up to this many foot lengths above
+    # the floor: the knee joint lies 1.6-1.9 above it [lit: Winter 2009,
+    # Biomechanics and Motor Control of Human Movement, segment lengths as
+    # shares of height H: knee 0.285 H, foot 0.152 H], and a thigh above
+    # bends away from the shank [eng].
+    shank_axis_to_foot_lengths: float = 1.35
+    # The calf's belly is the first maximum of the girth above the ankle after
+    # which it falls by this share [eng]...
+    calf_drop_share: float = 0.015
+    # ...and the knee is in view when, above the narrowing below it, the girth
+    # rises by this share again (the condyles, then the thigh) [eng].
+    knee_rise_share: float = 0.03
+    # The knee joint line lies this many foot lengths above that narrowing
+    # [eng: 0.19-0.27 on the scan zoo's MakeHuman and Visible Human legs].
+    joint_above_neck_foot_lengths: float = 0.2
+    # The fibular head lies this far below the knee joint line [typ: ~2 cm].
     fibular_head_below_knee_mm: float = 20.0
+    # ...reaching out posterolaterally: the skin furthest this far behind the
+    # lateral direction, within a slab this thick, is its apex [typ].
+    fibular_head_behind_lateral_deg: float = 30.0
+    fibular_head_slab_mm: float = 10.0
+    # Below the knee, the knee is estimated low, as the lower of: the calf's
+    # belly at most this share of the way from the ankle to the knee [eng:
+    # 0.58-0.72 on the zoo's legs; the largest gives the lowest knee], and a
+    # shank of this many foot lengths [lit: Winter 2009: lower leg 0.246 H,
+    # foot 0.152 H].
+    calf_share_of_shank: float = 0.72
+    shank_foot_lengths: float = 1.62
+    # leg_extent: "above_knee" when the scan reaches this far above the knee
+    # joint line, "knee" from this far below it, else "below_knee" [eng].
+    above_knee_mm: float = 40.0
+    knee_extent_tolerance_mm: float = 25.0
+    # A landmark's confidence is the share of scanned skin within this radius
+    # (mm); an estimated landmark's is this [eng].
+    confidence_radius_mm: float = 10.0
+    estimated_confidence: float = 0.25
     # A scan needs the leg this high above the floor to count as having a leg
     # (foot-only scans stop a few cm above the malleoli).
     leg_min_height_foot_lengths: float = 0.75

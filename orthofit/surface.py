@@ -25,7 +25,8 @@ from skimage.measure import marching_cubes
 from .errors import CannotServeError
 from .params import SurfaceParams
 
-__all__ = ["ClosedLimb", "cut_height", "implicit_distance", "close_limb"]
+__all__ = ["ClosedLimb", "CutPlane", "cut_height", "cut_plane", "implicit_distance",
+           "close_limb"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,22 @@ _RING_BINS = 24
 
 
 @dataclass(frozen=True)
+class CutPlane:
+    """The flat cut that closes the open top of the leg.
+
+    point : (3,) mm, a point on the plane
+    normal : (3,) unit, pointing up the leg, out of the limb
+    """
+
+    point: np.ndarray
+    normal: np.ndarray
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        """Signed distance (mm) of ``points`` (n, 3) above the plane."""
+        return (points - self.point) @ self.normal
+
+
+@dataclass(frozen=True)
 class ClosedLimb:
     """The watertight limb surface.
 
@@ -67,39 +84,88 @@ class ClosedLimb:
     ----------
     mesh : trimesh.Trimesh, mm, outward winding, watertight
     filled : (n_vertices,) bool; True where the surface was filled in, not scanned
-    top_z : float, mm; height of the flat cut at the top of the leg
+    top_z : float, mm; below this height the leg is whole (the cut's lowest point)
+    cut : the plane of the flat cut at the top of the leg
     """
 
     mesh: trimesh.Trimesh
     filled: np.ndarray
     top_z: float
+    cut: CutPlane | None = None
 
 
 def cut_height(points: np.ndarray, params: SurfaceParams) -> float:
-    """Height (mm) of the flat cut that closes the open top of the scan.
+    """Height (mm) of a horizontal cut closing the open top of the scan (see :func:`cut_plane`)."""
+    plane = cut_plane(points, params)
+    return float(plane.point[2])
+
+
+def cut_plane(points: np.ndarray, params: SurfaceParams) -> CutPlane:
+    """The flat cut that closes the open top of the scan.
 
     The open top of a scan is ragged or slanted; the cut goes below the
-    highest horizontal section whose outline is complete all round, so the
-    leg is closed by a flat cap and not left open on its low side.
+    highest section across the leg whose outline is complete all round, so
+    the leg is closed by a flat cap and not left open on its low side.  The
+    sections are square to the top of the leg: horizontal for a leg that
+    stands upright, tilted with the shank of a foot hanging in plantarflexion
+    (levelled on its sole, its leg leans back), so that no more of the leg
+    is cut away than the scan lacks.
     """
     z = points[:, 2]
     top = float(z.max())
     if top <= 4 * params.grid_mm:
         raise CannotServeError("the scan holds no limb above the floor; "
                                "scan the foot and leg again")
-    level = top
-    while level > top * (1 - _TOP_SEARCH_SHARE):
-        ring = points[np.abs(z - level) <= params.grid_mm]
-        if len(ring) >= _RING_BINS and _complete_ring(ring[:, :2]):
+    axis = _top_axis(points, params)
+    height = points @ axis
+    highest = float(height.max())
+    level = highest
+    while level > highest - _TOP_SEARCH_SHARE * float(np.ptp(height)):
+        ring = points[np.abs(height - level) <= params.grid_mm]
+        if len(ring) >= _RING_BINS and _complete_ring(_across(ring, axis)):
             break
         level -= params.grid_mm
-    return level - params.top_trim_mm
+    cut = level - params.top_trim_mm
+    centre = points[np.abs(height - level) <= params.grid_mm].mean(axis=0)
+    point = centre + (cut - centre @ axis) * axis
+    return CutPlane(point=point, normal=axis)
+
+
+def _top_axis(points: np.ndarray, params: SurfaceParams) -> np.ndarray:
+    """The leg's upward direction at the top of the scan; straight up unless it
+    leans more than ``params.cut_tilt_from_deg``."""
+    z = points[:, 2]
+    up = np.array([0.0, 0.0, 1.0])
+    if z.max() < 2 * params.cut_axis_reach_mm:
+        return up  # a foot-only scan: its top reach holds the foot, not a leg
+    upper = points[z >= z.max() - params.cut_axis_reach_mm]
+    if len(upper) < _RING_BINS:
+        return up
+    # The leg's axis through the centres of its sections along z.
+    which = np.floor(upper[:, 2] / params.grid_mm).astype(np.int64)
+    order = np.argsort(which, kind="stable")
+    cuts = np.flatnonzero(np.diff(which[order])) + 1
+    centres = np.array([g.mean(axis=0) for g in np.split(upper[order], cuts)
+                        if len(g) >= _RING_BINS])
+    if len(centres) < 3 or np.ptp(centres[:, 2]) < 0.5 * params.cut_axis_reach_mm:
+        return up
+    direction = np.linalg.svd(centres - centres.mean(axis=0), full_matrices=False)[2][0]
+    direction = direction if direction[2] > 0 else -direction
+    if np.degrees(np.arccos(min(direction[2], 1.0))) < params.cut_tilt_from_deg:
+        return up
+    return direction
 
 
 def _complete_ring(xy: np.ndarray) -> bool:
     angles = np.arctan2(*(xy - xy.mean(axis=0)).T[::-1])
     bins = np.floor((angles + np.pi) / (2 * np.pi) * _RING_BINS).astype(int)
     return np.unique(np.clip(bins, 0, _RING_BINS - 1)).size == _RING_BINS
+
+
+def _across(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """Coordinates (n, 2) of ``points`` in the plane square to ``axis``."""
+    basis = np.linalg.svd(axis[None, :])[2][1:]
+    return points @ basis.T
 
 
 def implicit_distance(query: np.ndarray, tree: cKDTree, normals: np.ndarray, *,
@@ -130,7 +196,7 @@ def implicit_distance(query: np.ndarray, tree: cKDTree, normals: np.ndarray, *,
         return np.where(found[:, 0], np.sum(weights * plane, axis=1) / total, np.nan)
 
 
-def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
+def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
                params: SurfaceParams) -> ClosedLimb:
     """Close the scanned limb into one watertight surface.
 
@@ -138,7 +204,7 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     ----------
     points : (n, 3) float, mm, z up with the floor (support plane) at z = 0
     normals : (n, 3) float, unit, outward (see :func:`orient_normals`)
-    top_z : height of the flat cut at the top (see :func:`cut_height`)
+    cut : the flat cut at the top (see :func:`cut_plane`), or its height
     params : grid step, neighbourhood and fill tolerance
 
     Raises
@@ -146,6 +212,8 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     CannotServeError
         When no closed surface can be formed.
     """
+    if not isinstance(cut, CutPlane):
+        cut = CutPlane(point=np.array([0.0, 0.0, float(cut)]), normal=np.array([0.0, 0.0, 1.0]))
     tree = cKDTree(points)
     step = params.grid_mm
     coarse = step * _COARSE_FACTOR
@@ -153,10 +221,10 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     hi = points.max(axis=0) + _PAD_CELLS * coarse
     # Grid planes sit half a step off z = 0, so no node lies on the floor plane.
     lo[2] = -(_PAD_CELLS * _COARSE_FACTOR + 0.5) * step
-    hi[2] = top_z + _PAD_CELLS * coarse
+    hi[2] = float(points[cut.height(points) <= 0, 2].max()) + _PAD_CELLS * coarse
     shape = np.ceil((hi - lo) / coarse).astype(int) + 1
     caxes = [lo[i] + coarse * np.arange(shape[i]) for i in range(3)]
-    closure = _Closure(points, top_z, params)
+    closure = _Closure(points, cut, params)
     cvals = _coarse_field(_grid_points(caxes), shape, tree, normals, closure,
                           coarse=coarse, bandwidth=step)
     # Fine pass only where the coarse field says the surface may be near.
@@ -209,7 +277,17 @@ def close_limb(points: np.ndarray, normals: np.ndarray, top_z: float,
     filled = ~np.isfinite(gap)
     log.info("closed limb: %d vertices (%d filled), watertight=%s",
              len(mesh.vertices), int(filled.sum()), mesh.is_watertight)
-    return ClosedLimb(mesh=mesh, filled=filled, top_z=top_z)
+    return ClosedLimb(mesh=mesh, filled=filled, top_z=_whole_below(mesh, cut, step), cut=cut)
+
+
+def _whole_below(mesh: trimesh.Trimesh, cut: CutPlane, step: float) -> float:
+    """The height (mm) below which the closed leg is whole: the cut's, or the
+    lowest point of a tilted cap."""
+    if cut.normal[2] >= 1.0 - 1e-12:
+        return float(cut.point[2])
+    vertices = np.asarray(mesh.vertices)
+    on_cap = np.abs(cut.height(vertices)) <= step
+    return float(vertices[on_cap, 2].min()) if on_cap.any() else float(cut.point[2])
 
 
 class _Closure:
@@ -221,8 +299,8 @@ class _Closure:
     the implicit surface spreading along the floor where nothing was seen.
     """
 
-    def __init__(self, points: np.ndarray, top_z: float, params: SurfaceParams):
-        self.top_z = top_z
+    def __init__(self, points: np.ndarray, cut: CutPlane, params: SurfaceParams):
+        self.cut = cut
         self.params = params
         ring = points[points[:, 2] < params.sole_band_mm][:, :2]
         self.edges = None
@@ -233,7 +311,7 @@ class _Closure:
                 self.edges = None
 
     def __call__(self, q: np.ndarray, distance: np.ndarray) -> np.ndarray:
-        closed = np.maximum(distance, np.maximum(-q[:, 2], q[:, 2] - self.top_z))
+        closed = np.maximum(distance, np.maximum(-q[:, 2], self.cut.height(q)))
         if self.edges is None:
             return closed
         outline = np.max(q[:, :2] @ self.edges[:, :2].T + self.edges[:, 2], axis=1)
