@@ -45,7 +45,7 @@ __all__ = ["GENERATOR_VERSION", "cache_dir", "generate_case", "main", "scan_path
 log = logging.getLogger(__name__)
 
 # Bump when anything changes what a case's files contain.
-GENERATOR_VERSION = "zoo-3"
+GENERATOR_VERSION = "zoo-4"
 CACHE_ENV = "ORTHOFIT_ZOO_CACHE"
 # The crop box reaches this far beyond the limb's skin (mm) in x and z.
 CROP_MARGIN_MM = 70.0
@@ -73,6 +73,12 @@ STOOL_RADIUS_MM = (12.0, 20.0)
 OTHER_FOOT_GAP_MM = (15.0, 35.0)
 OTHER_FOOT_TOE_BEHIND_MM = (40.0, 80.0)
 PLATFORM_MARGIN_MM = 60.0
+# Skin behind clutter (excused from coverage): within this distance of it (mm), or whose
+# outward normal meets it within the second.
+SHADOW_NEAR_MM, SHADOW_REACH_MM = 15.0, 300.0
+# A meshed scan keeps its connected parts of at least this many faces (the software's
+# "remove small pieces"; the limb and any clutter are far larger).
+MIN_PART_FACES = 200
 
 
 def repo_root() -> Path:
@@ -203,6 +209,24 @@ def _cut_holes(mesh: trimesh.Trimesh, count: int, limb_skin: trimesh.Trimesh,
     return out, holes
 
 
+def _drop_small_parts(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Trimesh:
+    """The mesh without its connected parts of fewer than ``min_faces`` faces."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = np.asarray(mesh.faces)
+    n = len(mesh.vertices)
+    a = faces.ravel()
+    b = np.roll(faces, -1, axis=1).ravel()
+    _, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)),
+                                   directed=False)
+    size = np.bincount(comp[faces[:, 0]], minlength=comp.max() + 1)
+    out = trimesh.Trimesh(mesh.vertices, faces[size[comp[faces[:, 0]]] >= min_faces],
+                          process=False)
+    out.remove_unreferenced_vertices()
+    return out
+
+
 def _specks(lo: np.ndarray, hi: np.ndarray, count: int, rng: np.random.Generator):
     """``count`` isolated 1 mm triangles in the box: a meshed scan's stray specks."""
     centres = clutter.stray_points(lo, hi, count, rng)
@@ -307,6 +331,8 @@ def generate_case(c: Case, folder: Path) -> dict[str, Path]:
                              trunc_mm=COARSE_TRUNC_MM if coarse else MESH_TRUNC_MM)
         # nothing above the crop: the software cuts the fused surface at the limb's cut too
         fused = source.slice_below(fused, limb.cut_y)
+        # the software drops small loose pieces (fringes at the contact line)
+        fused = _drop_small_parts(fused, MIN_PART_FACES)
         if coarse:
             mesh = _coarse(fused, c.points)
         else:

@@ -271,12 +271,12 @@ def fuse(frames: tuple[Frame, ...], *, voxel_mm: float, trunc_mm: float) -> trim
 
     Every return adds, to each voxel its ray passes within ``trunc_mm`` of the
     surface, the projective signed distance ``range - (centre - eye) . dir`` (positive
-    in front of the surface); voxels average what they got; marching cubes runs on
-    the observed voxels only (``mask``), so unseen skin stays a hole. Vertices and
-    faces come out in a canonical (sorted) order.
+    in front of the surface); voxels average what they got; marching cubes meshes
+    only the cubes whose eight corners were all observed, so unseen skin stays a hole
+    and the back of the truncation band (observed voxels next to the unseen inside)
+    gives no second, inner wall. Vertices and faces come out in a canonical (sorted)
+    order.
     """
-    from skimage.measure import marching_cubes
-
     steps = np.arange(-trunc_mm, trunc_mm + 1e-9, 0.5 * voxel_mm)
     eyes = np.vstack([np.broadcast_to(f.eye, f.directions.shape) for f in frames])
     dirs = np.vstack([f.directions for f in frames])
@@ -299,15 +299,45 @@ def fuse(frames: tuple[Frame, ...], *, voxel_mm: float, trunc_mm: float) -> trim
         flat = np.ravel_multi_index(tuple(ijk[inside].T), tuple(shape))
         total += np.bincount(flat, weights=sdf[inside], minlength=len(total))
         count += np.bincount(flat, minlength=len(count))
-    seen = count > 0
-    tsdf = np.where(seen, total / np.maximum(count, 1), trunc_mm).reshape(shape)
-    mask = seen.reshape(shape)
-    verts, faces, _, _ = marching_cubes(tsdf.astype(np.float32), level=0.0,
-                                        spacing=(voxel_mm,) * 3, mask=mask,
-                                        gradient_direction="ascent")
+    seen = (count > 0).reshape(shape)
+    tsdf = np.where(seen, total.reshape(shape) / np.maximum(count.reshape(shape), 1), trunc_mm)
+    verts, faces = _surface(tsdf, seen, voxel_mm)
     if len(faces) == 0:
         raise RuntimeError("TSDF fusion found no surface: no frame saw the limb")
     return canonical_mesh(verts + origin, faces)
+
+
+def _surface(tsdf: np.ndarray, seen: np.ndarray, voxel_mm: float):
+    """Marching cubes on the cubes whose eight corners were all observed.
+
+    The unseen voxels (the limb's inside, beyond the truncation band) hold no
+    distance; a cube reaching into them would put a second, inner wall at the back of
+    the band, where the last observed (negative) values meet the unseen ones. Cubes
+    are indexed by their lowest corner; scikit-image's ``mask`` only limits where it
+    looks (it tests one corner), so its faces are kept by the cube holding their centroid.
+    """
+    from skimage.measure import marching_cubes
+
+    nx, ny, nz = seen.shape
+    whole = np.zeros_like(seen)
+    whole[:-1, :-1, :-1] = True
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                whole[:-1, :-1, :-1] &= seen[dx:nx - 1 + dx, dy:ny - 1 + dy, dz:nz - 1 + dz]
+    mask = whole.copy()  # every corner of a whole cube
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                mask[dx:, dy:, dz:] |= whole[:nx - dx, :ny - dy, :nz - dz]
+    verts, faces, _, _ = marching_cubes(tsdf.astype(np.float32), level=0.0,
+                                        spacing=(voxel_mm,) * 3, mask=mask,
+                                        gradient_direction="ascent")
+    if len(faces):
+        cube = np.floor(verts[faces].mean(axis=1) / voxel_mm).astype(np.int64)
+        cube = np.clip(cube, 0, np.array(seen.shape) - 1)
+        faces = faces[whole[cube[:, 0], cube[:, 1], cube[:, 2]]]
+    return verts, faces
 
 
 def canonical_mesh(verts: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
