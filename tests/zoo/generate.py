@@ -25,7 +25,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,32 +160,86 @@ def _settings(c: Case) -> scanner.ScannerSettings:
         contact_mm=c.contact_mm if c.pose == "standing" else 0.0)
 
 
-def _clutter_items(c: Case, scene, rng: np.random.Generator) -> list[scanner.SceneItem]:
+def _clutter_items(c: Case, scene, rng: np.random.Generator
+                   ) -> tuple[list[scanner.SceneItem], list[dict]]:
+    """The case's clutter meshes, each kept its stated gap off the whole leg, and how."""
     limb = scene.limb
-    items = []
+    leg, closed = scene.seen_leg, limb.skin
+    items, info = [], []
     for kind in c.clutter:
         if kind == "hand":
             top = min(limb.cut_y, limb.joints["knee"][1])
             ankle_y = limb.joints["ankle"][1]
             height = ankle_y + rng.uniform(0.35, 0.7) * (top - ankle_y)
-            mesh = clutter.hand(scene.seen_leg, height_mm=height,
-                                gap_mm=rng.uniform(*HAND_GAP_MM), rng=rng)
+            mesh, clear = clutter.hand(leg, height_mm=height, gap_mm=rng.uniform(*HAND_GAP_MM),
+                                       rng=rng, closed=closed)
         elif kind == "stool_leg":
-            mesh = clutter.stool_leg(limb.skin, distance_mm=rng.uniform(*STOOL_DISTANCE_MM),
-                                     radius_mm=rng.uniform(*STOOL_RADIUS_MM), rng=rng)
-            if limb.floor_y is None:  # a stool leg stands on the floor below a hanging foot
-                mesh.apply_translation([0.0, limb.skin.vertices[:, 1].min() - 150.0, 0.0])
+            # a stool leg stands on the floor below a hanging foot
+            drop = 0.0 if limb.floor_y is not None else limb.skin.vertices[:, 1].min() - 150.0
+            mesh, clear = clutter.stool_leg(limb.skin, distance_mm=rng.uniform(*STOOL_DISTANCE_MM),
+                                            radius_mm=rng.uniform(*STOOL_RADIUS_MM), rng=rng,
+                                            leg=leg, closed=closed, floor_shift_mm=drop)
         elif kind == "other_foot":
             if scene.other_leg is None or c.pose != "standing":
                 raise ValueError(f"{c.name}: the other foot stands beside a standing foot only")
-            mesh = clutter.other_foot(limb.skin, scene.other_leg,
-                                      medial_sign=1.0 if c.side == "right" else -1.0,
-                                      gap_mm=rng.uniform(*OTHER_FOOT_GAP_MM),
-                                      toe_offset_mm=rng.uniform(*OTHER_FOOT_TOE_BEHIND_MM))
+            mesh, clear = clutter.other_foot(limb.skin, scene.other_leg,
+                                             medial_sign=1.0 if c.side == "right" else -1.0,
+                                             gap_mm=rng.uniform(*OTHER_FOOT_GAP_MM),
+                                             toe_offset_mm=rng.uniform(*OTHER_FOOT_TOE_BEHIND_MM),
+                                             leg=leg, closed=closed)
         else:
             raise ValueError(f"{c.name}: unknown clutter {kind!r}")
         items.append(scanner.SceneItem(mesh, scanner.CLUTTER))
-    return items
+        info.append(clear.as_dict())
+    return items, info
+
+
+def _clutter_shadow(skin: trimesh.Trimesh, clutter_meshes: list[trimesh.Trimesh]) -> np.ndarray:
+    """Skin vertices behind clutter: within ``SHADOW_NEAR_MM`` of it, or whose outward
+    normal meets it within ``SHADOW_REACH_MM``."""
+    out = np.zeros(len(skin.vertices), dtype=bool)
+    if not clutter_meshes:
+        return out
+    rc = o3d.t.geometry.RaycastingScene()
+    for mesh in clutter_meshes:
+        rc.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
+                         o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    v = np.asarray(skin.vertices, dtype=np.float64)
+    near = rc.compute_distance(o3d.core.Tensor(v.astype(np.float32))).numpy() < SHADOW_NEAR_MM
+    rays = np.hstack([v + 0.2 * skin.vertex_normals, skin.vertex_normals]).astype(np.float32)
+    t = rc.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    return near | (t < SHADOW_REACH_MM)
+
+
+@dataclass
+class Built:
+    """A case's scene before scanning: the limb, every scene item, the clutter's clearance,
+    and the generator (its state after building, for the rest of the pipeline)."""
+
+    scene: Any
+    items: list
+    clutter: list
+    rng: np.random.Generator
+
+
+def build_scene(c: Case) -> Built:
+    """The case's true limb, support and clutter (deterministic from the case's seed)."""
+    rng = np.random.default_rng(c.seed)
+    scene = true_limb(c)
+    limb = scene.limb
+    items = [scanner.SceneItem(scene.seen_leg, scanner.LIMB)]
+    if c.support == "floor":
+        items.append(scanner.SceneItem(clutter.floor(limb.skin), scanner.SUPPORT))
+    elif c.support == "platform":
+        items.append(scanner.SceneItem(
+            clutter.platform(limb.skin, height_mm=c.platform_mm, margin_mm=PLATFORM_MARGIN_MM,
+                             rng=rng), scanner.SUPPORT))
+    elif c.support != "none":
+        raise ValueError(f"{c.name}: unknown support {c.support!r}")
+    if (c.support == "none") != (c.pose == "hanging"):
+        raise ValueError(f"{c.name}: a hanging foot has no support, a standing one has one")
+    more, info = _clutter_items(c, scene, rng)
+    return Built(scene, items + more, info, rng)
 
 
 def _cut_holes(mesh: trimesh.Trimesh, count: int, limb_skin: trimesh.Trimesh,
@@ -267,30 +321,18 @@ def _coarse(mesh: trimesh.Trimesh, vertices: int) -> trimesh.Trimesh:
 def generate_case(c: Case, folder: Path) -> dict[str, Path]:
     """Make case ``c``'s scan, truth JSON and true skin in ``folder``; returns their paths."""
     started = time.perf_counter()
-    rng = np.random.default_rng(c.seed)
-    scene = true_limb(c)
+    built = build_scene(c)
+    scene, items, rng = built.scene, built.items, built.rng
     limb = scene.limb
     marks = records.landmarks(limb, c.side)
     settings = _settings(c)
-    items = [scanner.SceneItem(scene.seen_leg, scanner.LIMB)]
-    if c.support == "floor":
-        items.append(scanner.SceneItem(clutter.floor(limb.skin), scanner.SUPPORT))
-    elif c.support == "platform":
-        items.append(scanner.SceneItem(
-            clutter.platform(limb.skin, height_mm=c.platform_mm, margin_mm=PLATFORM_MARGIN_MM,
-                             rng=rng), scanner.SUPPORT))
-    elif c.support != "none":
-        raise ValueError(f"{c.name}: unknown support {c.support!r}")
-    if (c.support == "none") != (c.pose == "hanging"):
-        raise ValueError(f"{c.name}: a hanging foot has no support, a standing one has one")
-    items += _clutter_items(c, scene, rng)
     lo, hi = limb.skin.bounds.copy()
     lo[[0, 2]] -= CROP_MARGIN_MM
     hi[[0, 2]] += CROP_MARGIN_MM
     lo[1] = (limb.floor_y - CROP_BELOW_SUPPORT_MM if limb.floor_y is not None
              else lo[1] - CROP_BELOW_HANGING_MM)
     hi[1] = limb.cut_y
-    axis = limb.skin.vertices.mean(axis=0)
+    axis = limb.skin.bounds.mean(axis=0)  # the limb's middle (the vertices crowd the toes)
     camera_floor = limb.floor_y if limb.floor_y is not None else limb.skin.vertices[:, 1].min()
     result = scanner.scan(items, settings, axis_point=axis, crop_top_y=limb.cut_y,
                           crop_box=(lo, hi), support_y=limb.floor_y, floor_y=camera_floor,
