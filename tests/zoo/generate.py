@@ -264,18 +264,12 @@ def _cut_holes(mesh: trimesh.Trimesh, count: int, limb_skin: trimesh.Trimesh,
 
 
 def _drop_small_parts(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Trimesh:
-    """The mesh without its connected parts of fewer than ``min_faces`` faces."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    faces = np.asarray(mesh.faces)
-    n = len(mesh.vertices)
-    a = faces.ravel()
-    b = np.roll(faces, -1, axis=1).ravel()
-    _, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)),
-                                   directed=False)
-    size = np.bincount(comp[faces[:, 0]], minlength=comp.max() + 1)
-    out = trimesh.Trimesh(mesh.vertices, faces[size[comp[faces[:, 0]]] >= min_faces],
+    """The mesh without its parts of fewer than ``min_faces`` faces (parts joined by
+    shared edges: a sliver hanging on by one vertex is a part of its own)."""
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency,
+                                                      node_count=len(mesh.faces))
+    size = np.bincount(labels)
+    out = trimesh.Trimesh(mesh.vertices, np.asarray(mesh.faces)[size[labels] >= min_faces],
                           process=False)
     out.remove_unreferenced_vertices()
     return out
@@ -373,12 +367,13 @@ def generate_case(c: Case, folder: Path) -> dict[str, Path]:
                              trunc_mm=COARSE_TRUNC_MM if coarse else MESH_TRUNC_MM)
         # nothing above the crop: the software cuts the fused surface at the limb's cut too
         fused = source.slice_below(fused, limb.cut_y)
-        # the software drops small loose pieces (fringes at the contact line)
-        fused = _drop_small_parts(fused, MIN_PART_FACES)
         if coarse:
             mesh = _coarse(fused, c.points)
         else:
             mesh, holes = _cut_holes(fused, c.holes, limb.skin, rng)
+            # the software drops small loose pieces (fringes at the contact line, slivers
+            # the holes left)
+            mesh = _drop_small_parts(mesh, MIN_PART_FACES)
         verts, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
         if c.stray:
             sv, sf = _specks(lo, hi, c.stray, rng)
