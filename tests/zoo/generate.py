@@ -135,18 +135,33 @@ def true_skin(name: str, *, folder: Path | None = None) -> trimesh.Trimesh:
 
 def read_truth_ply(path: Path) -> tuple[trimesh.Trimesh, np.ndarray, np.ndarray]:
     """Read a ``NAME.truth.ply``: the mesh, its ``cap`` and ``seen`` vertex flags."""
+    mesh, props = read_truth_ply_all(path)
+    return mesh, props["cap"].astype(bool), props["seen"].astype(bool)
+
+
+def read_truth_ply_all(path: Path) -> tuple[trimesh.Trimesh, dict[str, np.ndarray]]:
+    """Read a ``NAME.truth.ply``: the mesh and every uchar vertex property by name
+    (``cap``, ``seen``, ``region``: see ``truth.REGIONS``)."""
     data = path.read_bytes()
     end = data.index(b"end_header\n") + len(b"end_header\n")
     header = data[:end].decode("ascii").split("\n")
     nv = int(next(h for h in header if h.startswith("element vertex")).split()[-1])
     nf = int(next(h for h in header if h.startswith("element face")).split()[-1])
-    vdt = np.dtype([("p", "<f8", 3), ("cap", "u1"), ("seen", "u1")])
+    start = header.index(next(h for h in header if h.startswith("element vertex")))
+    names = []
+    for line in header[start + 1:]:
+        if not line.startswith("property"):
+            break
+        kind, name = line.split()[1:3]
+        if kind == "uchar":
+            names.append(name)
+    vdt = np.dtype([("p", "<f8", 3)] + [(n, "u1") for n in names])
     fdt = np.dtype([("k", "u1"), ("i", "<i4", 3)])
     vrec = np.frombuffer(data, dtype=vdt, count=nv, offset=end)
     frec = np.frombuffer(data, dtype=fdt, count=nf, offset=end + nv * vdt.itemsize)
     mesh = trimesh.Trimesh(vrec["p"].astype(np.float64), frec["i"].astype(np.int64),
                            process=False)
-    return mesh, vrec["cap"].astype(bool), vrec["seen"].astype(bool)
+    return mesh, {n: vrec[n].copy() for n in names}
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -335,6 +350,9 @@ def generate_case(c: Case, folder: Path) -> dict[str, Path]:
     limb_pts = result.points[result.labels == scanner.LIMB]
     dist = cKDTree(limb_pts).query(limb.skin.vertices)[0]
     seen = (dist < SEEN_WITHIN_MM) & open_skin
+    shadow = _clutter_shadow(limb.skin, [i.mesh for i in items if i.label == scanner.CLUTTER])
+    region = records.skin_regions(limb, marks, standing=c.pose == "standing",
+                                  contact_mm=c.contact_mm, shadow=shadow & open_skin)
     counts: dict[str, int] = {}
     holes: list[dict] = []
     kind = exchange.SCAN_FORMATS[c.fmt][1]
@@ -384,16 +402,17 @@ def generate_case(c: Case, folder: Path) -> dict[str, Path]:
         payload = exchange.mesh_bytes(records.to_scan(matrix, verts), faces, c.fmt)
     else:
         raise ValueError(f"{c.name}: unknown capture {c.capture!r}")
-    record = records.record(c, limb, marks, matrix, seen=seen, counts=counts, holes=holes,
-                          settings=asdict(settings), version=GENERATOR_VERSION,
-                          bodies={k: asdict(v) for k, v in BODIES.items()})
+    record = records.record(c, limb, marks, matrix, seen=seen, region=region, counts=counts,
+                            holes=holes, settings=asdict(settings), version=GENERATOR_VERSION,
+                            bodies={k: asdict(v) for k, v in BODIES.items()},
+                            clutter=built.clutter)
     files = _files(c, folder)
     folder.mkdir(parents=True, exist_ok=True)
     blobs = {
         "scan": payload,
         "truth": exchange.dumps_truth(record).encode("utf-8"),
         "skin": exchange.truth_ply_bytes(limb.skin.vertices, limb.skin.faces,
-                                         np.column_stack([limb.cap, seen])),
+                                         np.column_stack([limb.cap, seen]), region),
     }
     for key, blob in blobs.items():
         _write_atomic(files[key], blob)
