@@ -45,7 +45,7 @@ __all__ = ["GENERATOR_VERSION", "cache_dir", "generate_case", "main", "scan_path
 log = logging.getLogger(__name__)
 
 # Bump when anything changes what a case's files contain.
-GENERATOR_VERSION = "zoo-4"
+GENERATOR_VERSION = "zoo-5"
 CACHE_ENV = "ORTHOFIT_ZOO_CACHE"
 # The crop box reaches this far beyond the limb's skin (mm) in x and z.
 CROP_MARGIN_MM = 70.0
@@ -58,9 +58,10 @@ SEEN_WITHIN_MM = 4.0
 # Camera heights over the floor [typ, handheld: 10-50 cm for a leg cut below the knee];
 # the scanner never goes more than 60 mm above the limb's top, so a thigh-high scan
 # goes higher (the upper bound here is only a ceiling). A hanging foot is also scanned
-# from a little below (the operator crouches): heights over its lowest point.
+# from below (the operator crouches and holds the scanner up to 120 mm under the foot,
+# aimed up at the sole, as in a non-weight-bearing scan): heights over its lowest point.
 CAMERA_HEIGHTS_STANDING_MM = (100.0, 1000.0)
-CAMERA_HEIGHTS_HANGING_MM = (-40.0, 1000.0)
+CAMERA_HEIGHTS_HANGING_MM = (-120.0, 1000.0)
 # TSDF fusion of meshed scans: voxel and truncation (mm); coarse meshes fuse coarser.
 MESH_VOXEL_MM, MESH_TRUNC_MM = 1.2, 4.0
 COARSE_VOXEL_MM, COARSE_TRUNC_MM = 2.5, 7.0
