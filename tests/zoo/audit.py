@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"inside-area {row['sheet']['inside_area_share']:.3f}")
         if row["clutter"]:
             line += " | gap " + " ".join(
-                f"{k['kind']} {k['gap_mm']:.1f}->{k['min_gap_mm']:.1f} (measured {m['min_gap_mm']:.1f})"
+                f"{k['kind']} {k['gap_mm']:.1f}->{k['min_gap_mm']:.1f} "
+                f"(measured {m['min_gap_mm']:.1f})"
                 for k, m in zip(row["clutter"], row["clutter_measured"]))
         print(line, flush=True)
         for problem in problems(row):
