@@ -8,7 +8,7 @@ It computes nothing about the case and never imports orthofit.
 
 Command line (from the repository root)::
 
-    python -m tests.zoo.render NAME [--out DIR] [--scene]
+    python -m tests.zoo.render NAME [--out DIR] [--scene]   # DIR: the cache's png/
     # NAME_seen.png (and NAME_scan.png for a mesh, NAME_scene.png with the clutter)
 """
 
@@ -113,10 +113,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m tests.zoo.render")
     parser.add_argument("names", nargs="+")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, help="folder (default: the cache's png/)")
     parser.add_argument("--px", type=float, default=1.0)
     parser.add_argument("--scene", action="store_true", help="also NAME_scene.png with clutter")
     args = parser.parse_args(argv)
+    if args.out is None:
+        from .generate import cache_dir
+
+        args.out = cache_dir() / "png"
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.names:
         pts, faces, truth, skin, props = scan_geometry(name)
