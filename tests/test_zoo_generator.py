@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from tests.zoo import cases, exchange, fit, generate, source
+from tests.zoo import audit, cases, clutter, exchange, fit, generate, scanner, source
 from tests.zoo.generate import read_truth_ply
 
 # Two CI-subset cases: a standing point cloud and a hanging one.
@@ -193,3 +193,171 @@ def test_truth_in_device_maps_points_and_directions(zoo_dir):
     assert heel[1] < 60.0 and device["floor_normal"] == pytest.approx([0, 1, 0], abs=1e-9)
     with pytest.raises(ValueError, match="4x4"):
         fit.truth_in_device(truth, np.eye(3))
+
+
+# ------------------------------------------------------------------ realism of the scans
+
+MESHED = "mh_adult_l_floor_bk30_mesh_stl"
+THIGH = "mh_adult_l_floor_thigh_pcd_in_y"   # a hand near the shank, a tall limb
+CHILD_HAND = "mh_child6_l_floor_bk20_ply_mm_y"  # a hand 4.6 mm off a child's shank
+
+
+def _sphere_frames(radius: float, eyes: np.ndarray, noise: float = 0.0):
+    """Range images of a sphere of ``radius`` at the origin from ``eyes``: every ray of a
+    small grid that hits it, as the scanner's ``Frame``s."""
+    frames = []
+    rng = np.random.default_rng(0)
+    for k, eye in enumerate(eyes):
+        fwd = -eye / np.linalg.norm(eye)
+        right = np.cross(fwd, [0.0, 1.0, 0.0] if abs(fwd[1]) < 0.9 else [1.0, 0.0, 0.0])
+        right /= np.linalg.norm(right)
+        down = np.cross(fwd, right)
+        u, v = np.meshgrid(np.linspace(-0.2, 0.2, 60), np.linspace(-0.2, 0.2, 60))
+        dirs = fwd + u.reshape(-1, 1) * right + v.reshape(-1, 1) * down
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        b = dirs @ eye
+        disc = b * b - (eye @ eye - radius * radius)
+        hit = disc > 0
+        t = -b[hit] - np.sqrt(disc[hit])
+        frames.append(scanner.Frame(eye, dirs[hit], t + rng.normal(0, noise, len(t)), k))
+    return tuple(frames)
+
+
+def test_tsdf_fusion_gives_one_surface_not_a_double_wall():
+    # a sphere seen all round: the fused surface lies on it, with no second sheet at the
+    # back of the truncation band (where the observed voxels meet the unseen inside)
+    az = np.radians(np.arange(0, 360, 30))
+    eyes = np.vstack([np.column_stack([300 * np.cos(az) * np.cos(el), np.full(len(az),
+                                       300 * np.sin(el)), 300 * np.sin(az) * np.cos(el)])
+                      for el in np.radians([-50, -20, 10, 40, 70])])
+    mesh = scanner.fuse(_sphere_frames(40.0, eyes, noise=0.2), voxel_mm=1.2, trunc_mm=4.0)
+    r = np.linalg.norm(mesh.vertices, axis=1)
+    assert np.percentile(r, 1) > 40.0 - 0.6 and np.percentile(r, 99) < 40.0 + 0.6
+    assert (r < 40.0 - 2.0).mean() == 0.0
+    assert len(mesh.split(only_watertight=False)) == 1
+
+
+def test_meshed_scan_is_one_surface_on_the_skin(zoo_dir):
+    # the meshed export lies on the true skin as the point clouds do, and is one sheet:
+    # before, 40 % of its vertices lay 3.5-4.7 mm inside the skin (a TSDF double wall)
+    pts, faces, truth, skin, props = audit.scan_geometry(MESHED, zoo_dir)
+    error = audit.surface_error(pts, truth, skin, faces)
+    p1, median, p99 = error["p"][0], error["p"][3], error["p"][6]
+    assert abs(median) < 0.5 and p1 > -1.0 and p99 < 1.0, error
+    assert error["inside_3mm_share"] < 0.005
+    sheet = audit.inner_sheet(pts, faces, skin, props["cap"].astype(bool))
+    assert sheet["double_share"] < 0.02 and sheet["inside_area_share"] < 0.005, sheet
+    assert sheet["hit_share"] > 0.7  # small holes and no sole, not a shredded surface
+    mesh = trimesh.Trimesh(pts, faces, process=False)
+    parts = sorted(mesh.split(only_watertight=False), key=lambda m: -len(m.faces))
+    assert all(len(p.faces) == 1 for p in parts[1:])  # only the stray specks besides
+    assert parts[0].is_winding_consistent
+    floor_faces = (mesh.triangles_center[:, 1] < 0.5).mean()  # no floor in a meshed scan
+    assert floor_faces < 0.002
+
+
+def test_hand_keeps_its_gap_on_a_shank_that_is_not_round():
+    # an elliptical "shank" (45 x 28 mm): a hand placed by the mean radius would cut it
+    shank = trimesh.creation.cylinder(radius=1.0, height=300.0, sections=64)
+    shank.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    shank.apply_scale([45.0, 1.0, 28.0])
+    shank.apply_translation([0, 150.0, 0])
+    shank = trimesh.Trimesh(*trimesh.remesh.subdivide_to_size(shank.vertices, shank.faces,
+                                                              max_edge=6.0), process=False)
+    for seed in range(4):
+        mesh, clear = clutter.hand(shank, height_mm=150.0, gap_mm=4.0,
+                                   rng=np.random.default_rng(seed), closed=shank)
+        assert clear.min_gap_mm >= 4.0
+        measured = np.abs(fit.signed_distance(shank, mesh.vertices)).min()
+        assert measured >= 4.0 - 0.05
+        assert fit.signed_distance(shank, mesh.vertices).min() > 0  # nothing inside
+
+
+@pytest.mark.parametrize("name", [CHILD_HAND, "mh_valgus_l_floor_bk60_ply_m_z",
+                                  "mh_fatcalf_r_platform_bk50_plyascii_mm_z"])
+def test_clutter_never_touches_the_limb(name):
+    # clutter is what is not connected to the limb: every object keeps its stated gap
+    # from the true skin everywhere (the hand of CHILD_HAND touched the shank before)
+    built = generate.build_scene(cases.case(name))
+    skin = built.scene.limb.skin
+    stated = [k["gap_mm"] for k in built.clutter]
+    for item, info in zip(audit.clutter_gaps(name, skin, stated), built.clutter):
+        assert item["min_gap_mm"] >= info["gap_mm"] - 0.05, item
+        assert info["min_gap_mm"] >= info["gap_mm"], info
+
+
+def test_truth_records_the_clutter_gap(zoo_dir):
+    truth = generate.truth(CHILD_HAND, folder=zoo_dir)
+    (hand,) = truth["generator"]["clutter"]
+    assert hand["kind"] == "hand" and 4.0 <= hand["gap_mm"] <= hand["min_gap_mm"]
+
+
+@pytest.mark.parametrize("name", [THIGH, STANDING, HANGING])
+def test_the_sweeps_see_the_skin_all_round(name, zoo_dir):
+    # a handheld sweep misses the sole, the lowest sides, between the toes, behind
+    # clutter and the top cut; the rest of the skin is seen (before: a thigh-high case
+    # missed the toes' tops and patches between the height bands)
+    pts, faces, truth, skin, props = audit.scan_geometry(name, zoo_dir)
+    shares = truth["unseen"]["area_shares"]
+    assert shares["rest"] < 0.02, shares
+    cap, region = props["cap"].astype(bool), props["region"]
+    from_file = audit.unseen(skin, cap, audit.seen_from_scan(pts, skin, cap), region)
+    assert from_file["rest"] < 0.03, from_file
+    if truth["pose"] == "standing":
+        assert shares["sole"] > 0.03  # the sole on the floor is not seen
+
+
+@pytest.mark.parametrize("name", [THIGH, CHILD_HAND, HANGING, MESHED])
+def test_scan_points_lie_on_the_skin(name, zoo_dir):
+    # points near the true skin (not the support, not clutter) have a centred error with
+    # short tails (before: p1 -2.2 mm on the thigh case, misregistration turned about the
+    # toes, and -4.8 mm on the meshes)
+    row = audit.audit(name, zoo_dir)
+    assert audit.problems(row) == []
+
+
+def _vh_own_ankle_angle(side: str) -> float:
+    """Ankle angle of a VH leg as the model has it, measured independently of the hand
+    marks' knee: the shank axis through the area centroids of the skin's sections 100-300
+    mm above the ankle, the foot axis from the heel to the toe tip (the most posterior
+    and most anterior foot points), both in the sagittal plane; 90 = neutral."""
+    leg = source.vh_leg(side)
+    ankle = np.asarray(leg.joints["ankle"])
+    centres = []
+    for h in np.arange(100.0, 301.0, 20.0):
+        section = leg.skin.section(plane_origin=[0, ankle[1] + h, 0], plane_normal=[0, 1, 0])
+        loop = max(section.discrete, key=len)[:, [0, 2]]
+        x, z = loop[:, 0], loop[:, 1]
+        cross = x * np.roll(z, -1) - np.roll(x, -1) * z
+        area = cross.sum() / 2
+        centres.append([((x + np.roll(x, -1)) * cross).sum() / (6 * area), ankle[1] + h,
+                        ((z + np.roll(z, -1)) * cross).sum() / (6 * area)])
+    centres = np.asarray(centres)
+    shank = np.linalg.svd(centres - centres.mean(axis=0))[2][0]
+    shank = shank if shank[1] > 0 else -shank
+    foot = leg.skin.vertices[leg.skin.vertices[:, 1] < 80.0]
+    axis = foot[np.argmax(foot[:, 2])] - foot[np.argmin(foot[:, 2])]
+    s, f = shank[1:], axis[1:]
+    return float(np.degrees(np.arccos(s @ f / np.linalg.norm(s) / np.linalg.norm(f))))
+
+
+def test_visible_human_feet_are_neutral_and_their_angle_is_recorded_truly():
+    # the data README says the VH feet are in marked plantarflexion; this model's are not
+    # (91 deg left, 88 deg right): the cases that keep them record ~90 and call the foot
+    # neutral; those that turn them add their turn to the model's own angle
+    from tests.zoo import truth as records
+    from tests.zoo.limb import true_limb
+
+    own = {side: _vh_own_ankle_angle(side) for side in ("left", "right")}
+    assert all(85.0 < a < 95.0 for a in own.values()), own
+    for c in cases.CASES:
+        if c.source != "visible_human":
+            continue
+        limb = true_limb(c).limb
+        angle = records.landmarks(limb, c.side).ankle_angle_deg
+        # the truth's foot axis lies in the plantar plane (the sole's line), this measure's
+        # runs from the back of the heel (45 mm up) to the toe tip: 1-4 deg apart
+        assert angle == pytest.approx(own[c.side] + c.plantarflex_deg, abs=4.5), c.name
+        assert (angle > records.FOOT_PLANTARFLEXED_DEG) == (c.plantarflex_deg > 0), c.name
+        if c.plantarflex_deg == 0:
+            assert "left as it is" in limb.methods["pose"] and "neutral" in limb.methods["pose"]

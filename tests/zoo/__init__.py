@@ -19,6 +19,10 @@ was not tuned on, and the ground truth that goes with each one:
 - ``exchange``: writing scan and truth files byte for byte;
 - ``generate``: the cache of generated cases and the command line;
 - ``fit``: measures of a device mesh against the true skin;
+- ``audit``: the zoo's self-checks from the files a case wrote: the scan's signed
+  distance to the true skin, a meshed scan's single sheet, unseen skin by region,
+  clutter gaps (``python -m tests.zoo.audit`` exits 1 on a case that breaks them);
+- ``render``: PNG pictures of a case (seen and unseen skin, clutter, a meshed scan);
 - ``vh_landmarks.json``: the Visible Human legs' hand-marked landmarks and method.
 
 It must not import ``orthofit`` nor share code with ``scans/`` (the project's own

@@ -54,7 +54,9 @@ class Case:
         ``knee`` (at the knee joint centre's height), ``below_knee`` (``cut_mm`` below
         it) or ``foot_only`` (``cut_mm`` above the ankle joint centre)
     pose : ``standing`` (on ``support`` ``floor`` or ``platform``) or ``hanging``
-        (no support; MakeHuman feet turned down ``plantarflex_deg``; VH feet as they are)
+        (no support, the foot unsupported; the foot turned down ``plantarflex_deg`` from
+        the source's own: MakeHuman's and the Visible Human's feet are both near neutral,
+        so a hanging VH case with no ``plantarflex_deg`` has a neutral foot)
     press_mm : how far a standing sole is flattened onto the support (weight bearing)
     contact_mm : the lowest height of the foot's sides the scanner cannot see
     capture : ``points``, ``mesh`` (TSDF-fused, holes, no floor), ``coarse_mesh``
@@ -176,7 +178,9 @@ CASES: tuple[Case, ...] = (
           cut_mm=20, units="m", up="z", fmt="ply_ascii", stray=250, noise_mm=0.4),
     _hang("mh_child9_l_hang42_bk50_xyz_in_y", 42, seed=127, body="child9", cut_mm=50,
           units="in", fmt="xyz", clutter=("stool_leg",), points=60_000),
-    # --- Visible Human Female legs (feet already plantarflexed): point clouds
+    # --- Visible Human Female legs: point clouds. The model's own feet are near neutral
+    # (~88-91 deg, not plantarflexed as shared/data/README.md says); plantarflex_deg turns
+    # them, and the cases without it hang (no floor) with the feet as they are (~87 deg)
     _vh("vh_l_thigh_ply_mm_y", seed=131, plantarflex_deg=35, extent="above_knee", cut_mm=180, stray=300),
     _vh("vh_r_knee_xyz_m_z", seed=132, side="right", extent="knee", units="m", up="z",
         fmt="xyz"),

@@ -129,17 +129,20 @@ def _glb(v: np.ndarray, f: np.ndarray) -> bytes:
     return struct.pack("<III", 0x46546C67, 2, 12 + len(body)) + body
 
 
-def truth_ply_bytes(vertices: np.ndarray, faces: np.ndarray, flags: np.ndarray) -> bytes:
-    """The closed true skin: binary PLY, float64 xyz, uchar ``cap`` and ``seen`` flags, faces.
+def truth_ply_bytes(vertices: np.ndarray, faces: np.ndarray, flags: np.ndarray,
+                    region: np.ndarray) -> bytes:
+    """The closed true skin: binary PLY, float64 xyz, uchar ``cap``, ``seen`` and ``region``.
 
     ``flags`` (n, 2) bool: a vertex only on the cap; a skin vertex a limb return lies near.
+    ``region`` (n,) uchar: the part of the skin a real scan misses (``truth.REGIONS``).
     """
     head = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(vertices)}\n"
             "property double x\nproperty double y\nproperty double z\n"
-            "property uchar cap\nproperty uchar seen\n"
+            "property uchar cap\nproperty uchar seen\nproperty uchar region\n"
             f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n")
-    vrec = np.zeros(len(vertices), dtype=[("p", "<f8", 3), ("c", "u1"), ("s", "u1")])
-    vrec["p"], vrec["c"], vrec["s"] = vertices, flags[:, 0], flags[:, 1]
+    vrec = np.zeros(len(vertices), dtype=[("p", "<f8", 3), ("c", "u1"), ("s", "u1"),
+                                          ("r", "u1")])
+    vrec["p"], vrec["c"], vrec["s"], vrec["r"] = vertices, flags[:, 0], flags[:, 1], region
     frec = np.zeros(len(faces), dtype=[("k", "u1"), ("i", "<i4", 3)])
     frec["k"], frec["i"] = 3, faces
     return head.encode("ascii") + vrec.tobytes() + frec.tobytes()

@@ -25,7 +25,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ __all__ = ["GENERATOR_VERSION", "cache_dir", "generate_case", "main", "scan_path
 log = logging.getLogger(__name__)
 
 # Bump when anything changes what a case's files contain.
-GENERATOR_VERSION = "zoo-3"
+GENERATOR_VERSION = "zoo-5"
 CACHE_ENV = "ORTHOFIT_ZOO_CACHE"
 # The crop box reaches this far beyond the limb's skin (mm) in x and z.
 CROP_MARGIN_MM = 70.0
@@ -58,9 +58,10 @@ SEEN_WITHIN_MM = 4.0
 # Camera heights over the floor [typ, handheld: 10-50 cm for a leg cut below the knee];
 # the scanner never goes more than 60 mm above the limb's top, so a thigh-high scan
 # goes higher (the upper bound here is only a ceiling). A hanging foot is also scanned
-# from a little below (the operator crouches): heights over its lowest point.
+# from below (the operator crouches and holds the scanner up to 120 mm under the foot,
+# aimed up at the sole, as in a non-weight-bearing scan): heights over its lowest point.
 CAMERA_HEIGHTS_STANDING_MM = (100.0, 1000.0)
-CAMERA_HEIGHTS_HANGING_MM = (-40.0, 1000.0)
+CAMERA_HEIGHTS_HANGING_MM = (-120.0, 1000.0)
 # TSDF fusion of meshed scans: voxel and truncation (mm); coarse meshes fuse coarser.
 MESH_VOXEL_MM, MESH_TRUNC_MM = 1.2, 4.0
 COARSE_VOXEL_MM, COARSE_TRUNC_MM = 2.5, 7.0
@@ -73,6 +74,12 @@ STOOL_RADIUS_MM = (12.0, 20.0)
 OTHER_FOOT_GAP_MM = (15.0, 35.0)
 OTHER_FOOT_TOE_BEHIND_MM = (40.0, 80.0)
 PLATFORM_MARGIN_MM = 60.0
+# Skin behind clutter (excused from coverage): within this distance of it (mm), or whose
+# outward normal meets it within the second.
+SHADOW_NEAR_MM, SHADOW_REACH_MM = 15.0, 300.0
+# A meshed scan keeps its connected parts of at least this many faces (the software's
+# "remove small pieces"; the limb and any clutter are far larger).
+MIN_PART_FACES = 200
 
 
 def repo_root() -> Path:
@@ -129,18 +136,33 @@ def true_skin(name: str, *, folder: Path | None = None) -> trimesh.Trimesh:
 
 def read_truth_ply(path: Path) -> tuple[trimesh.Trimesh, np.ndarray, np.ndarray]:
     """Read a ``NAME.truth.ply``: the mesh, its ``cap`` and ``seen`` vertex flags."""
+    mesh, props = read_truth_ply_all(path)
+    return mesh, props["cap"].astype(bool), props["seen"].astype(bool)
+
+
+def read_truth_ply_all(path: Path) -> tuple[trimesh.Trimesh, dict[str, np.ndarray]]:
+    """Read a ``NAME.truth.ply``: the mesh and every uchar vertex property by name
+    (``cap``, ``seen``, ``region``: see ``truth.REGIONS``)."""
     data = path.read_bytes()
     end = data.index(b"end_header\n") + len(b"end_header\n")
     header = data[:end].decode("ascii").split("\n")
     nv = int(next(h for h in header if h.startswith("element vertex")).split()[-1])
     nf = int(next(h for h in header if h.startswith("element face")).split()[-1])
-    vdt = np.dtype([("p", "<f8", 3), ("cap", "u1"), ("seen", "u1")])
+    start = header.index(next(h for h in header if h.startswith("element vertex")))
+    names = []
+    for line in header[start + 1:]:
+        if not line.startswith("property"):
+            break
+        kind, name = line.split()[1:3]
+        if kind == "uchar":
+            names.append(name)
+    vdt = np.dtype([("p", "<f8", 3)] + [(n, "u1") for n in names])
     fdt = np.dtype([("k", "u1"), ("i", "<i4", 3)])
     vrec = np.frombuffer(data, dtype=vdt, count=nv, offset=end)
     frec = np.frombuffer(data, dtype=fdt, count=nf, offset=end + nv * vdt.itemsize)
     mesh = trimesh.Trimesh(vrec["p"].astype(np.float64), frec["i"].astype(np.int64),
                            process=False)
-    return mesh, vrec["cap"].astype(bool), vrec["seen"].astype(bool)
+    return mesh, {n: vrec[n].copy() for n in names}
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -154,32 +176,86 @@ def _settings(c: Case) -> scanner.ScannerSettings:
         contact_mm=c.contact_mm if c.pose == "standing" else 0.0)
 
 
-def _clutter_items(c: Case, scene, rng: np.random.Generator) -> list[scanner.SceneItem]:
+def _clutter_items(c: Case, scene, rng: np.random.Generator
+                   ) -> tuple[list[scanner.SceneItem], list[dict]]:
+    """The case's clutter meshes, each kept its stated gap off the whole leg, and how."""
     limb = scene.limb
-    items = []
+    leg, closed = scene.seen_leg, limb.skin
+    items, info = [], []
     for kind in c.clutter:
         if kind == "hand":
             top = min(limb.cut_y, limb.joints["knee"][1])
             ankle_y = limb.joints["ankle"][1]
             height = ankle_y + rng.uniform(0.35, 0.7) * (top - ankle_y)
-            mesh = clutter.hand(scene.seen_leg, height_mm=height,
-                                gap_mm=rng.uniform(*HAND_GAP_MM), rng=rng)
+            mesh, clear = clutter.hand(leg, height_mm=height, gap_mm=rng.uniform(*HAND_GAP_MM),
+                                       rng=rng, closed=closed)
         elif kind == "stool_leg":
-            mesh = clutter.stool_leg(limb.skin, distance_mm=rng.uniform(*STOOL_DISTANCE_MM),
-                                     radius_mm=rng.uniform(*STOOL_RADIUS_MM), rng=rng)
-            if limb.floor_y is None:  # a stool leg stands on the floor below a hanging foot
-                mesh.apply_translation([0.0, limb.skin.vertices[:, 1].min() - 150.0, 0.0])
+            # a stool leg stands on the floor below a hanging foot
+            drop = 0.0 if limb.floor_y is not None else limb.skin.vertices[:, 1].min() - 150.0
+            mesh, clear = clutter.stool_leg(limb.skin, distance_mm=rng.uniform(*STOOL_DISTANCE_MM),
+                                            radius_mm=rng.uniform(*STOOL_RADIUS_MM), rng=rng,
+                                            leg=leg, closed=closed, floor_shift_mm=drop)
         elif kind == "other_foot":
             if scene.other_leg is None or c.pose != "standing":
                 raise ValueError(f"{c.name}: the other foot stands beside a standing foot only")
-            mesh = clutter.other_foot(limb.skin, scene.other_leg,
-                                      medial_sign=1.0 if c.side == "right" else -1.0,
-                                      gap_mm=rng.uniform(*OTHER_FOOT_GAP_MM),
-                                      toe_offset_mm=rng.uniform(*OTHER_FOOT_TOE_BEHIND_MM))
+            mesh, clear = clutter.other_foot(limb.skin, scene.other_leg,
+                                             medial_sign=1.0 if c.side == "right" else -1.0,
+                                             gap_mm=rng.uniform(*OTHER_FOOT_GAP_MM),
+                                             toe_offset_mm=rng.uniform(*OTHER_FOOT_TOE_BEHIND_MM),
+                                             leg=leg, closed=closed)
         else:
             raise ValueError(f"{c.name}: unknown clutter {kind!r}")
         items.append(scanner.SceneItem(mesh, scanner.CLUTTER))
-    return items
+        info.append(clear.as_dict())
+    return items, info
+
+
+def _clutter_shadow(skin: trimesh.Trimesh, clutter_meshes: list[trimesh.Trimesh]) -> np.ndarray:
+    """Skin vertices behind clutter: within ``SHADOW_NEAR_MM`` of it, or whose outward
+    normal meets it within ``SHADOW_REACH_MM``."""
+    out = np.zeros(len(skin.vertices), dtype=bool)
+    if not clutter_meshes:
+        return out
+    rc = o3d.t.geometry.RaycastingScene()
+    for mesh in clutter_meshes:
+        rc.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
+                         o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    v = np.asarray(skin.vertices, dtype=np.float64)
+    near = rc.compute_distance(o3d.core.Tensor(v.astype(np.float32))).numpy() < SHADOW_NEAR_MM
+    rays = np.hstack([v + 0.2 * skin.vertex_normals, skin.vertex_normals]).astype(np.float32)
+    t = rc.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    return near | (t < SHADOW_REACH_MM)
+
+
+@dataclass
+class Built:
+    """A case's scene before scanning: the limb, every scene item, the clutter's clearance,
+    and the generator (its state after building, for the rest of the pipeline)."""
+
+    scene: Any
+    items: list
+    clutter: list
+    rng: np.random.Generator
+
+
+def build_scene(c: Case) -> Built:
+    """The case's true limb, support and clutter (deterministic from the case's seed)."""
+    rng = np.random.default_rng(c.seed)
+    scene = true_limb(c)
+    limb = scene.limb
+    items = [scanner.SceneItem(scene.seen_leg, scanner.LIMB)]
+    if c.support == "floor":
+        items.append(scanner.SceneItem(clutter.floor(limb.skin), scanner.SUPPORT))
+    elif c.support == "platform":
+        items.append(scanner.SceneItem(
+            clutter.platform(limb.skin, height_mm=c.platform_mm, margin_mm=PLATFORM_MARGIN_MM,
+                             rng=rng), scanner.SUPPORT))
+    elif c.support != "none":
+        raise ValueError(f"{c.name}: unknown support {c.support!r}")
+    if (c.support == "none") != (c.pose == "hanging"):
+        raise ValueError(f"{c.name}: a hanging foot has no support, a standing one has one")
+    more, info = _clutter_items(c, scene, rng)
+    return Built(scene, items + more, info, rng)
 
 
 def _cut_holes(mesh: trimesh.Trimesh, count: int, limb_skin: trimesh.Trimesh,
@@ -201,6 +277,18 @@ def _cut_holes(mesh: trimesh.Trimesh, count: int, limb_skin: trimesh.Trimesh,
     out = trimesh.Trimesh(mesh.vertices, mesh.faces[~drop], process=False)
     out.remove_unreferenced_vertices()
     return out, holes
+
+
+def _drop_small_parts(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Trimesh:
+    """The mesh without its parts of fewer than ``min_faces`` faces (parts joined by
+    shared edges: a sliver hanging on by one vertex is a part of its own)."""
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency,
+                                                      node_count=len(mesh.faces))
+    size = np.bincount(labels)
+    out = trimesh.Trimesh(mesh.vertices, np.asarray(mesh.faces)[size[labels] >= min_faces],
+                          process=False)
+    out.remove_unreferenced_vertices()
+    return out
 
 
 def _specks(lo: np.ndarray, hi: np.ndarray, count: int, rng: np.random.Generator):
@@ -243,30 +331,18 @@ def _coarse(mesh: trimesh.Trimesh, vertices: int) -> trimesh.Trimesh:
 def generate_case(c: Case, folder: Path) -> dict[str, Path]:
     """Make case ``c``'s scan, truth JSON and true skin in ``folder``; returns their paths."""
     started = time.perf_counter()
-    rng = np.random.default_rng(c.seed)
-    scene = true_limb(c)
+    built = build_scene(c)
+    scene, items, rng = built.scene, built.items, built.rng
     limb = scene.limb
     marks = records.landmarks(limb, c.side)
     settings = _settings(c)
-    items = [scanner.SceneItem(scene.seen_leg, scanner.LIMB)]
-    if c.support == "floor":
-        items.append(scanner.SceneItem(clutter.floor(limb.skin), scanner.SUPPORT))
-    elif c.support == "platform":
-        items.append(scanner.SceneItem(
-            clutter.platform(limb.skin, height_mm=c.platform_mm, margin_mm=PLATFORM_MARGIN_MM,
-                             rng=rng), scanner.SUPPORT))
-    elif c.support != "none":
-        raise ValueError(f"{c.name}: unknown support {c.support!r}")
-    if (c.support == "none") != (c.pose == "hanging"):
-        raise ValueError(f"{c.name}: a hanging foot has no support, a standing one has one")
-    items += _clutter_items(c, scene, rng)
     lo, hi = limb.skin.bounds.copy()
     lo[[0, 2]] -= CROP_MARGIN_MM
     hi[[0, 2]] += CROP_MARGIN_MM
     lo[1] = (limb.floor_y - CROP_BELOW_SUPPORT_MM if limb.floor_y is not None
              else lo[1] - CROP_BELOW_HANGING_MM)
     hi[1] = limb.cut_y
-    axis = limb.skin.vertices.mean(axis=0)
+    axis = limb.skin.bounds.mean(axis=0)  # the limb's middle (the vertices crowd the toes)
     camera_floor = limb.floor_y if limb.floor_y is not None else limb.skin.vertices[:, 1].min()
     result = scanner.scan(items, settings, axis_point=axis, crop_top_y=limb.cut_y,
                           crop_box=(lo, hi), support_y=limb.floor_y, floor_y=camera_floor,
@@ -275,6 +351,9 @@ def generate_case(c: Case, folder: Path) -> dict[str, Path]:
     limb_pts = result.points[result.labels == scanner.LIMB]
     dist = cKDTree(limb_pts).query(limb.skin.vertices)[0]
     seen = (dist < SEEN_WITHIN_MM) & open_skin
+    shadow = _clutter_shadow(limb.skin, [i.mesh for i in items if i.label == scanner.CLUTTER])
+    region = records.skin_regions(limb, marks, standing=c.pose == "standing",
+                                  contact_mm=c.contact_mm, shadow=shadow & open_skin)
     counts: dict[str, int] = {}
     holes: list[dict] = []
     kind = exchange.SCAN_FORMATS[c.fmt][1]
@@ -311,6 +390,9 @@ def generate_case(c: Case, folder: Path) -> dict[str, Path]:
             mesh = _coarse(fused, c.points)
         else:
             mesh, holes = _cut_holes(fused, c.holes, limb.skin, rng)
+            # the software drops small loose pieces (fringes at the contact line, slivers
+            # the holes left)
+            mesh = _drop_small_parts(mesh, MIN_PART_FACES)
         verts, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
         if c.stray:
             sv, sf = _specks(lo, hi, c.stray, rng)
@@ -321,16 +403,17 @@ def generate_case(c: Case, folder: Path) -> dict[str, Path]:
         payload = exchange.mesh_bytes(records.to_scan(matrix, verts), faces, c.fmt)
     else:
         raise ValueError(f"{c.name}: unknown capture {c.capture!r}")
-    record = records.record(c, limb, marks, matrix, seen=seen, counts=counts, holes=holes,
-                          settings=asdict(settings), version=GENERATOR_VERSION,
-                          bodies={k: asdict(v) for k, v in BODIES.items()})
+    record = records.record(c, limb, marks, matrix, seen=seen, region=region, counts=counts,
+                            holes=holes, settings=asdict(settings), version=GENERATOR_VERSION,
+                            bodies={k: asdict(v) for k, v in BODIES.items()},
+                            clutter=built.clutter)
     files = _files(c, folder)
     folder.mkdir(parents=True, exist_ok=True)
     blobs = {
         "scan": payload,
         "truth": exchange.dumps_truth(record).encode("utf-8"),
         "skin": exchange.truth_ply_bytes(limb.skin.vertices, limb.skin.faces,
-                                         np.column_stack([limb.cap, seen])),
+                                         np.column_stack([limb.cap, seen]), region),
     }
     for key, blob in blobs.items():
         _write_atomic(files[key], blob)

@@ -28,6 +28,11 @@ SOLE_BAND_MM = 4.0
 # outward normal is within this angle of the foot's "down" direction, the one that
 # spans the longest stretch of the foot axis (it touches the heel and the forefoot).
 PLANTAR_FACET_MAX_DEG = 35.0
+# What the Visible Human model's own feet are (measured, see vh_landmarks.json): the
+# shared data README says "marked plantarflexion", but this skin's feet stand level.
+VH_OWN_FOOT = ("near neutral (ankle angle 91 deg left, 88 deg right: shank axis through "
+               "the section centroids 100-300 mm above the ankle, foot axis heel to toe tip, "
+               "in the sagittal plane; the sole level within 4 deg)")
 
 
 @dataclass
@@ -97,13 +102,20 @@ def true_limb(case: Case) -> LimbScene:
                                               case.plantarflex_deg)[0]
         turn = pose.rotation_about(np.array([1.0, 0.0, 0.0]), np.radians(case.plantarflex_deg))
         plane_normal = turn @ plane_normal
-        methods["pose"] = (
+        turned = (
             f"foot turned {case.plantarflex_deg:g} deg about the mediolateral axis through the "
             f"ankle joint centre, the angle blended (smoothstep) from full "
             f"{pose.BLEND_BELOW_MM:g} mm below to none {pose.BLEND_ABOVE_MM:g} mm above the "
-            "ankle along the shank axis" + (
-                "" if case.source == "makehuman" else
-                "; the VH donor's own foot is near neutral, so the zoo turns it"))
+            "ankle along the shank axis")
+        if case.source == "makehuman":
+            methods["pose"] = "hanging (no floor, the foot unsupported); " + turned
+        elif case.plantarflex_deg:
+            methods["pose"] = ("hanging (no floor, the foot unsupported); " + turned
+                               + f" from the VH donor's own foot, which is {VH_OWN_FOOT}")
+        else:
+            methods["pose"] = ("hanging (no floor, the foot unsupported); the VH donor's own "
+                               f"foot left as it is: {VH_OWN_FOOT}, so ankle_angle_deg reads "
+                               "near 90 (neutral), not plantarflexed")
     elif case.pose == "standing":
         if case.source != "makehuman":
             raise ValueError("the Visible Human feet are plantarflexed: they cannot stand")

@@ -4,8 +4,10 @@ This module owns turning a scene (the limb, its support, clutter) in the true
 frame (mm, Y up) into what a handheld structured-light scanner records:
 
 - a *sweep* is a continuous camera path: the operator walks round the limb
-  (``turns`` of azimuth), the camera rising or sinking between two heights above
-  the floor, its stand-off and aim wobbling smoothly, one range image per frame;
+  (at least ``turns`` of azimuth, more for a tall band: the path climbs at most
+  ``pitch_mm`` a turn), the camera rising or sinking between two heights above the
+  floor, held ``standoff_mm`` from the skin it faces, its stand-off and aim wobbling
+  smoothly, one range image per frame; the first sweep looks down at the foot;
 - every frame is a pinhole range image cast with Open3D's ``RaycastingScene``;
   each return gets Gaussian range noise along its ray, and is dropped with a
   probability that rises smoothly from 0 at ``grazing_start_deg`` to 1 at
@@ -15,7 +17,8 @@ frame (mm, Y up) into what a handheld structured-light scanner records:
   than ``contact_mm`` (ragged by +-1 mm round the foot) above the support are lost,
   and those up to 2 mm higher are lost half the time;
 - every sweep after the first is misregistered by a small rigid motion (about
-  the limb's centre), as separate passes of a handheld scanner are;
+  the limb's centre; the turn no larger than moves the limb's far ends by the
+  shift's size), as separate passes of a handheld scanner are;
 - the scanning software's crop box keeps nothing above the limb's cut.
 
 ``fuse`` meshes the frames by TSDF integration (its own, in numpy, with
@@ -50,7 +53,7 @@ class ScannerSettings:
     width_px: int = 96
     height_px: int = 72
     fov_deg: float = 45.0
-    standoff_mm: tuple[float, float] = (280.0, 420.0)
+    standoff_mm: tuple[float, float] = (250.0, 380.0)
     camera_height_mm: tuple[float, float] = (100.0, 500.0)
     turns: float = 1.15
     noise_mm: float = 0.3
@@ -60,6 +63,9 @@ class ScannerSettings:
     misregistration_mm: float = 0.5
     misregistration_deg: float = 0.15
     contact_mm: float = 0.0
+    pitch_mm: float = 150.0
+    foot_aim_mm: tuple[float, float] | None = (25.0, 50.0)
+    reach_window_mm: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -141,32 +147,81 @@ def _axis_at(axis, y: np.ndarray) -> np.ndarray:
                             np.interp(y, heights, centres[:, 1])])
 
 
+@dataclass(frozen=True)
+class LimbReach:
+    """How far the limb reaches from its axis: ``reach[i, k]`` is the farthest skin point
+    of height bin ``i`` (``edges[i]`` to ``edges[i + 1]``) along horizontal azimuth
+    ``2 pi k / azimuths`` from the axis at that height (mm)."""
+
+    edges: np.ndarray
+    reach: np.ndarray
+
+    @classmethod
+    def of(cls, vertices: np.ndarray, axis, top_y: float, *, bin_mm: float = 10.0,
+           azimuths: int = 72) -> "LimbReach":
+        v = vertices[vertices[:, 1] <= top_y]
+        lo = v[:, 1].min()
+        edges = lo + bin_mm * np.arange(int(np.ceil((top_y - lo) / bin_mm)) + 2)
+        bins = np.clip(np.searchsorted(edges, v[:, 1], side="right") - 1, 0, len(edges) - 2)
+        rel = v[:, [0, 2]] - _axis_at(axis, v[:, 1])
+        az = 2 * np.pi * np.arange(azimuths) / azimuths
+        along = rel @ np.vstack([np.sin(az), np.cos(az)])  # (n, azimuths): x sin + z cos
+        reach = np.zeros((len(edges) - 1, azimuths))
+        np.maximum.at(reach, bins, along)
+        return cls(edges, reach)
+
+    def at(self, y_lo: np.ndarray, y_hi: np.ndarray, az: np.ndarray) -> np.ndarray:
+        """The farthest reach along azimuths ``az`` over heights ``y_lo`` to ``y_hi``."""
+        k = np.rint(np.mod(az, 2 * np.pi) / (2 * np.pi) * self.reach.shape[1]).astype(np.int64)
+        k %= self.reach.shape[1]
+        centre = 0.5 * (self.edges[:-1] + self.edges[1:])
+        out = np.zeros(len(az))
+        for n, (a, b, kk) in enumerate(zip(y_lo, y_hi, k)):
+            rows = (centre >= a) & (centre <= b)
+            out[n] = self.reach[rows, kk].max() if rows.any() else 0.0
+        return out
+
+
 def camera_path(settings: ScannerSettings, axis, top_y: float, floor_y: float,
-                rng: np.random.Generator, sweep: int):
+                rng: np.random.Generator, sweep: int, reach: LimbReach | None = None):
     """Eyes, targets and rolls of one sweep's frames (a continuous handheld path).
 
     ``axis`` is ``limb_axis``'s result: the cameras circle the limb's axis and aim at it.
+    The operator covers the limb in height bands: sweep k of n rises (or sinks) through
+    the k-th of n overlapping bands, up to a little above the limb's top, turning often
+    enough that the path climbs at most ``pitch_mm`` per turn (a frame sees ~200 mm of
+    height), so no band of skin falls between two turns. Sweep 0 is the pass round the
+    foot: it aims at ``foot_aim_mm`` over the floor (the operator looks down at the foot
+    from the band's heights). With ``reach`` the stand-off is kept from the skin (the
+    farthest skin toward the camera within +-``reach_window_mm`` of the aim's height),
+    not from the axis: a scanner is held a working distance from what it scans, so the
+    toes in front of the ankle are not too close to return anything.
     """
     n = settings.frames_per_sweep
     t = np.linspace(0.0, 1.0, n)
     lo, hi = settings.camera_height_mm
     start_az = rng.uniform(0, 2 * np.pi)
     direction = 1.0 if rng.uniform() < 0.5 else -1.0
-    az = start_az + direction * 2 * np.pi * settings.turns * t + _smooth_wobble(rng, t, 0.08)
-    # the operator covers the limb in bands: sweep k of n rises (or sinks) through the
-    # k-th of n overlapping height bands, up to a little above the limb's top
     hi = min(hi, top_y - floor_y + 60.0)
     hi = max(hi, lo + 80.0)
     share = sweep / max(settings.sweeps - 1, 1)
     span = (hi - lo) / max(settings.sweeps, 1) * 1.6
     mid = lo + share * (hi - lo) + rng.uniform(-0.1, 0.1) * span
     h0, h1 = np.clip([mid - 0.5 * span, mid + 0.5 * span], lo, hi)
+    turns = max(settings.turns, (h1 - h0) / settings.pitch_mm)
+    az = start_az + direction * 2 * np.pi * turns * t + _smooth_wobble(rng, t, 0.08)
     heights = (h0 + (h1 - h0) * t) if sweep % 2 == 0 else (h1 - (h1 - h0) * t)
     heights = floor_y + heights + _smooth_wobble(rng, t, 10.0)
-    aim_y = np.clip(heights - rng.uniform(20, 80) + _smooth_wobble(rng, t, 15.0),
-                    floor_y + 15.0, top_y - 10.0)
+    if sweep == 0 and settings.foot_aim_mm is not None:
+        aim_y = floor_y + rng.uniform(*settings.foot_aim_mm) + _smooth_wobble(rng, t, 8.0)
+    else:
+        aim_y = heights - rng.uniform(20, 80) + _smooth_wobble(rng, t, 15.0)
+    aim_y = np.clip(aim_y, floor_y + 15.0, top_y - 10.0)
     r0, r1 = settings.standoff_mm
     radius = rng.uniform(r0, r1) + _smooth_wobble(rng, t, 0.1 * (r1 - r0))
+    if reach is not None:
+        w = settings.reach_window_mm
+        radius = radius + reach.at(aim_y - w, aim_y + w, az)
     around = _axis_at(axis, aim_y)
     eyes = np.column_stack([around[:, 0] + radius * np.sin(az), heights,
                             around[:, 1] + radius * np.cos(az)])
@@ -206,15 +261,22 @@ def scan(items: list[SceneItem], settings: ScannerSettings, *, axis_point: np.nd
     centre = np.asarray(axis_point, dtype=np.float64)
     limb_vertices = np.vstack([i.mesh.vertices for i in items if i.label == LIMB])
     axis = limb_axis(limb_vertices, crop_top_y)
+    reach = LimbReach.of(limb_vertices, axis, crop_top_y)
+    # registration turns a sweep about the limb's centre; its error at the limb's far
+    # ends stays within the shift's size (a long thigh-high limb is not tilted more)
+    kept = limb_vertices[limb_vertices[:, 1] <= crop_top_y]
+    far = float(np.linalg.norm(kept - centre, axis=1).max())
+    tilt_deg = min(settings.misregistration_deg, np.degrees(settings.misregistration_mm / far))
     # the ragged contact line: height lost above the support varies round the foot
     contact_phase = rng.uniform(0, 2 * np.pi, size=3)
     all_pts, all_lab, all_sweep, frames = [], [], [], []
     for sweep in range(settings.sweeps):
-        eyes, targets, rolls = camera_path(settings, axis, crop_top_y, floor_y, rng, sweep)
+        eyes, targets, rolls = camera_path(settings, axis, crop_top_y, floor_y, rng, sweep,
+                                           reach)
         if sweep == 0:
             mis_r, mis_t = np.eye(3), np.zeros(3)
         else:
-            mis_r = _random_rotation(rng, settings.misregistration_deg)
+            mis_r = _random_rotation(rng, tilt_deg)
             shift = rng.normal(size=3)
             mis_t = settings.misregistration_mm * shift / np.linalg.norm(shift)
         for eye, target, roll in zip(eyes, targets, rolls):
@@ -271,12 +333,12 @@ def fuse(frames: tuple[Frame, ...], *, voxel_mm: float, trunc_mm: float) -> trim
 
     Every return adds, to each voxel its ray passes within ``trunc_mm`` of the
     surface, the projective signed distance ``range - (centre - eye) . dir`` (positive
-    in front of the surface); voxels average what they got; marching cubes runs on
-    the observed voxels only (``mask``), so unseen skin stays a hole. Vertices and
-    faces come out in a canonical (sorted) order.
+    in front of the surface); voxels average what they got; marching cubes meshes
+    only the cubes whose eight corners were all observed, so unseen skin stays a hole
+    and the back of the truncation band (observed voxels next to the unseen inside)
+    gives no second, inner wall. Vertices and faces come out in a canonical (sorted)
+    order.
     """
-    from skimage.measure import marching_cubes
-
     steps = np.arange(-trunc_mm, trunc_mm + 1e-9, 0.5 * voxel_mm)
     eyes = np.vstack([np.broadcast_to(f.eye, f.directions.shape) for f in frames])
     dirs = np.vstack([f.directions for f in frames])
@@ -299,15 +361,45 @@ def fuse(frames: tuple[Frame, ...], *, voxel_mm: float, trunc_mm: float) -> trim
         flat = np.ravel_multi_index(tuple(ijk[inside].T), tuple(shape))
         total += np.bincount(flat, weights=sdf[inside], minlength=len(total))
         count += np.bincount(flat, minlength=len(count))
-    seen = count > 0
-    tsdf = np.where(seen, total / np.maximum(count, 1), trunc_mm).reshape(shape)
-    mask = seen.reshape(shape)
-    verts, faces, _, _ = marching_cubes(tsdf.astype(np.float32), level=0.0,
-                                        spacing=(voxel_mm,) * 3, mask=mask,
-                                        gradient_direction="ascent")
+    seen = (count > 0).reshape(shape)
+    tsdf = np.where(seen, total.reshape(shape) / np.maximum(count.reshape(shape), 1), trunc_mm)
+    verts, faces = _surface(tsdf, seen, voxel_mm)
     if len(faces) == 0:
         raise RuntimeError("TSDF fusion found no surface: no frame saw the limb")
     return canonical_mesh(verts + origin, faces)
+
+
+def _surface(tsdf: np.ndarray, seen: np.ndarray, voxel_mm: float):
+    """Marching cubes on the cubes whose eight corners were all observed.
+
+    The unseen voxels (the limb's inside, beyond the truncation band) hold no
+    distance; a cube reaching into them would put a second, inner wall at the back of
+    the band, where the last observed (negative) values meet the unseen ones. Cubes
+    are indexed by their lowest corner; scikit-image's ``mask`` only limits where it
+    looks (it tests one corner), so its faces are kept by the cube holding their centroid.
+    """
+    from skimage.measure import marching_cubes
+
+    nx, ny, nz = seen.shape
+    whole = np.zeros_like(seen)
+    whole[:-1, :-1, :-1] = True
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                whole[:-1, :-1, :-1] &= seen[dx:nx - 1 + dx, dy:ny - 1 + dy, dz:nz - 1 + dz]
+    mask = whole.copy()  # every corner of a whole cube
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                mask[dx:, dy:, dz:] |= whole[:nx - dx, :ny - dy, :nz - dz]
+    verts, faces, _, _ = marching_cubes(tsdf.astype(np.float32), level=0.0,
+                                        spacing=(voxel_mm,) * 3, mask=mask,
+                                        gradient_direction="ascent")
+    if len(faces):
+        cube = np.floor(verts[faces].mean(axis=1) / voxel_mm).astype(np.int64)
+        cube = np.clip(cube, 0, np.array(seen.shape) - 1)
+        faces = faces[whole[cube[:, 0], cube[:, 1], cube[:, 2]]]
+    return verts, faces
 
 
 def canonical_mesh(verts: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import trimesh
 
-__all__ = ["Landmarks", "TrueLimb", "landmarks", "placement", "to_scan"]
+__all__ = ["REGIONS", "Landmarks", "TrueLimb", "landmarks", "placement", "skin_regions",
+           "to_scan", "unseen_shares", "vertex_areas"]
 
 # Units: scan coordinates per mm.
 UNIT_SCALE = {"mm": 1.0, "m": 0.001, "in": 1.0 / 25.4}
@@ -32,6 +33,26 @@ MTH1_SHARE, MTH5_SHARE = 0.72, 0.64
 # The heel and toe tip are sought among the skin below this share of the ankle joint
 # centre's height above the plantar plane (the foot, not the calf behind the heel).
 FOOT_HEIGHT_SHARE = 1.0
+# ``foot_pose`` is "plantarflexed" above this ankle angle (deg; 90 = neutral), else
+# "neutral".
+FOOT_PLANTARFLEXED_DEG = 100.0
+# Regions of the skin a real handheld scan misses (``skin_regions``): the code of each
+# skin vertex in NAME.truth.ply's ``region`` property. The first that applies wins.
+REGIONS = {"skin": 0, "sole": 1, "low_side": 2, "toe_cleft": 3, "top": 4,
+           "clutter_shadow": 5}
+# Standing: the sole is the skin less than 1 mm over the floor, or facing down (normal
+# within ~53 deg of straight down) less than 30 mm over it (the arch, the toes' pads).
+SOLE_FLAT_MM, SOLE_FACING_MM, SOLE_FACING_COS = 1.0, 30.0, 0.6
+# The lowest sides lost to the scanner's floor contact: up to its contact loss plus the
+# ragged +-1 mm and the 2 mm band lost half the time.
+LOW_SIDE_EXTRA_MM = 3.0
+# The top: this far (mm) below the cut (the crop box edge leaves it ragged).
+TOP_BAND_MM = 3.0
+# Between the toes: skin of the front of the foot (the last TOE_SHARE of its length,
+# under TOE_MAX_HEIGHT_MM) from which more than TOE_CLEFT_SHARE of TOE_RAYS rays over the
+# outward hemisphere hit the limb again within TOE_REACH_MM.
+TOE_SHARE, TOE_MAX_HEIGHT_MM = 0.3, 40.0
+TOE_RAYS, TOE_REACH_MM, TOE_CLEFT_SHARE = 48, 25.0, 0.5
 
 
 @dataclass
@@ -150,8 +171,10 @@ def landmarks(limb: TrueLimb, side: str) -> Landmarks:
     cosang = (s_p @ f_p) / np.linalg.norm(s_p) / np.linalg.norm(f_p)
     angle = float(np.degrees(np.arccos(np.clip(cosang, -1.0, 1.0))))
     methods["ankle_angle_deg"] = ("angle between the shank axis (ankle joint centre to knee "
-                                  "joint centre) and the foot axis, both projected on the "
-                                  "true frame's sagittal (y-z) plane; 90 = neutral")
+                                  "joint centre, pointing up) and the foot axis (heel to toe, "
+                                  "pointing forward), both projected on the true frame's "
+                                  "sagittal (y-z) plane; 90 = neutral, a plantarflexed foot "
+                                  "reads more than 90")
     return Landmarks(points, axis, length, angle, methods)
 
 
@@ -163,6 +186,92 @@ def _fibular_head(vertices: np.ndarray, joints: dict[str, np.ndarray], shank: np
     a = np.radians(FIBULAR_HEAD_POSTERIOR_DEG)
     direction = np.array([lateral_x * np.cos(a), 0.0, -np.sin(a)])
     return band[np.argmax(band @ direction)]
+
+
+def vertex_areas(mesh: trimesh.Trimesh) -> np.ndarray:
+    """A third of the area of each vertex's faces (mm^2): the share of skin it stands for."""
+    area = np.zeros(len(mesh.vertices))
+    np.add.at(area, np.asarray(mesh.faces).ravel(), np.repeat(mesh.area_faces / 3.0, 3))
+    return area
+
+
+def _hemisphere(count: int) -> np.ndarray:
+    """``count`` unit directions spread over the +z hemisphere (a Fibonacci spiral)."""
+    k = np.arange(count) + 0.5
+    z = 1.0 - k / count
+    phi = k * np.pi * (3.0 - np.sqrt(5.0))
+    r = np.sqrt(1.0 - z * z)
+    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
+
+
+def _toe_clefts(limb: TrueLimb, marks: Landmarks, height: np.ndarray) -> np.ndarray:
+    import open3d as o3d
+
+    skin = limb.skin
+    v, n = skin.vertices, skin.vertex_normals
+    along = (v - marks.points["heel"]) @ marks.foot_axis
+    front = (~limb.cap & (along > (1.0 - TOE_SHARE) * marks.foot_length_mm)
+             & (height < TOE_MAX_HEIGHT_MM))
+    out = np.zeros(len(v), dtype=bool)
+    idx = np.flatnonzero(front)
+    if len(idx) == 0:
+        return out
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(v, np.float32)),
+                        o3d.core.Tensor(np.asarray(skin.faces, np.uint32)))
+    local = _hemisphere(TOE_RAYS)
+    # a frame per vertex: its normal as z
+    z = n[idx]
+    helper = np.where(np.abs(z[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+    x = np.cross(helper, z)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.cross(z, x)
+    dirs = (local[None, :, 0, None] * x[:, None] + local[None, :, 1, None] * y[:, None]
+            + local[None, :, 2, None] * z[:, None])
+    origins = np.broadcast_to((v[idx] + 0.3 * z)[:, None, :], dirs.shape)
+    rays = np.concatenate([origins, dirs], axis=2).reshape(-1, 6).astype(np.float32)
+    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().reshape(len(idx), TOE_RAYS)
+    out[idx] = (t < TOE_REACH_MM).mean(axis=1) > TOE_CLEFT_SHARE
+    return out
+
+
+def skin_regions(limb: TrueLimb, marks: Landmarks, *, standing: bool, contact_mm: float,
+                 shadow: np.ndarray | None = None) -> np.ndarray:
+    """The ``REGIONS`` code of every skin vertex: what part of the skin a real scan misses.
+
+    ``shadow`` (n,) bool flags skin behind clutter (the generator knows its clutter).
+    The cap's own vertex is ``top``.
+    """
+    v, n = limb.skin.vertices, limb.skin.vertex_normals
+    height = (v - limb.plantar_point) @ limb.plantar_normal
+    code = np.zeros(len(v), dtype=np.uint8)
+    if shadow is not None:
+        code[shadow] = REGIONS["clutter_shadow"]
+    code[_toe_clefts(limb, marks, height)] = REGIONS["toe_cleft"]
+    code[v[:, 1] > limb.cut_y - TOP_BAND_MM] = REGIONS["top"]
+    code[limb.cap] = REGIONS["top"]
+    if standing:
+        code[height < contact_mm + LOW_SIDE_EXTRA_MM] = REGIONS["low_side"]
+        down = -(n @ limb.plantar_normal)
+        sole = (height < SOLE_FLAT_MM) | ((height < SOLE_FACING_MM) & (down > SOLE_FACING_COS))
+        code[sole] = REGIONS["sole"]
+    return code
+
+
+def unseen_shares(skin: trimesh.Trimesh, cap: np.ndarray, seen: np.ndarray,
+                  region: np.ndarray) -> dict:
+    """Area shares of the open skin (not the cap) that no return saw, in all and by region
+    (each region's unseen area over the whole open skin's area), with ``rest``: the
+    unseen share of the skin outside every excused region, over that skin's own area."""
+    area = vertex_areas(skin) * ~cap
+    total = area.sum()
+    miss = ~seen & ~cap
+    out = {"all": float(area[miss].sum() / total)}
+    for name, code in REGIONS.items():
+        out[name] = float(area[miss & (region == code)].sum() / total)
+    plain = region == REGIONS["skin"]
+    out["rest"] = float(area[miss & plain].sum() / max(area[plain].sum(), 1e-9))
+    return out
 
 
 def placement(up: str, units: str, rng: np.random.Generator) -> np.ndarray:
@@ -200,7 +309,8 @@ def _dir(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
 
 
 def record(case, limb: TrueLimb, marks: Landmarks, matrix: np.ndarray, *, seen: np.ndarray,
-           counts: dict, holes: list, settings: dict, version: str, bodies: dict) -> dict:
+           region: np.ndarray, counts: dict, holes: list, settings: dict, version: str,
+           bodies: dict, clutter: list) -> dict:
     """The truth JSON of a case: every coordinate in the scan's frame and units."""
     def pt(p):
         return None if p is None else to_scan(matrix, p)
@@ -221,8 +331,22 @@ def record(case, limb: TrueLimb, marks: Landmarks, matrix: np.ndarray, *, seen: 
     methods["knee_joint_line_z_mm"] = ("height of knee_joint_line_point over the plantar plane "
                                        "along its normal, mm")
     methods["fibular_head_in_view"] = "the fibular head lies at least 5 mm below the cut"
+    methods["foot_pose"] = (f"plantarflexed when ankle_angle_deg > {FOOT_PLANTARFLEXED_DEG:g}, "
+                            "else neutral; plantarflex_applied_deg is the zoo's own turn of "
+                            "the source foot (hanging cases)")
     methods["unseen"] = ("a skin vertex is seen when a limb return (before thinning) lies "
-                         "within 4 mm of it; sides_below_mm is the scanner's contact loss")
+                         "within 4 mm of it; sides_below_mm is the scanner's contact loss; "
+                         "skin_unseen_share counts vertices (the toes' are dense), "
+                         "area_shares weighs each vertex by a third of its faces' area and "
+                         "splits the unseen skin by NAME.truth.ply's region codes "
+                         f"({', '.join(f'{v} {k}' for k, v in REGIONS.items())}): sole "
+                         f"(standing: under {SOLE_FLAT_MM:g} mm over the floor, or facing "
+                         f"down under {SOLE_FACING_MM:g} mm), low_side (standing: under the "
+                         f"contact loss + {LOW_SIDE_EXTRA_MM:g} mm), toe_cleft (front "
+                         f"{100 * TOE_SHARE:.0f} % of the foot where over half of {TOE_RAYS} "
+                         f"hemisphere rays hit the limb within {TOE_REACH_MM:g} mm), top "
+                         f"(within {TOP_BAND_MM:g} mm of the cut), clutter_shadow (see "
+                         "generator.clutter); rest = unseen share of the remaining skin")
     methods["true_to_scan"] = ("random rotation about the true frame's vertical, a +90 deg "
                                "turn about x for Z-up, a random shift, then the unit scale")
     open_skin = ~limb.cap
@@ -237,6 +361,7 @@ def record(case, limb: TrueLimb, marks: Landmarks, matrix: np.ndarray, *, seen: 
         "skin_unseen_share": float(1.0 - seen[open_skin].mean()),
         "skin_unseen_share_below_10mm": (float(1.0 - seen[open_skin & (height < 10)].mean())
                                          if (open_skin & (height < 10)).any() else None),
+        "area_shares": unseen_shares(limb.skin, limb.cap, seen, region),
         "top": "open: nothing above the cut (the crop box)",
         "holes_cut": holes,
     }
@@ -271,6 +396,10 @@ def record(case, limb: TrueLimb, marks: Landmarks, matrix: np.ndarray, *, seen: 
         "foot_axis": _dir(matrix, marks.foot_axis),
         "foot_length_mm": marks.foot_length_mm,
         "ankle_angle_deg": marks.ankle_angle_deg,
+        "foot_pose": ("plantarflexed" if marks.ankle_angle_deg > FOOT_PLANTARFLEXED_DEG
+                      else "neutral"),
+        "plantarflex_applied_deg": float(case.plantarflex_deg if case.pose == "hanging"
+                                         else 0.0),
         "ankle_height_mm": float((j["ankle"] - limb.plantar_point) @ n),
         "plantar_plane": {"point": pt(limb.plantar_point), "normal": _dir(matrix, n)},
         "floor_point": pt(np.array([j["ankle"][0], 0.0, j["ankle"][2]])) if floor else None,
@@ -285,7 +414,8 @@ def record(case, limb: TrueLimb, marks: Landmarks, matrix: np.ndarray, *, seen: 
                        "y = 0; the frame of NAME.truth.ply"),
         "methods": methods,
         "generator": {"version": version, "seed": case.seed, "case": case.params(),
-                      "scanner": settings, "body": bodies.get(case.body)},
+                      "scanner": settings, "body": bodies.get(case.body),
+                      "clutter": clutter},
     }
     if limb.source == "visible_human":
         from .source import VH_ATTRIBUTION
