@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import trimesh
+from scipy.ndimage import median_filter
 from scipy.spatial import ConvexHull, QhullError
 
 from .errors import CannotServeError
@@ -396,7 +397,8 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     lm["toe_tip"] = low[np.argmax(low[:, 0])]
     plus, minus = _forefoot_extremes(low, lm["heel"], np.array([1.0, 0.0]), fl, params)
     lm["mth1"], lm["mth5"] = (plus, minus) if medial > 0 else (minus, plus)
-    lm["sulcus"] = _sulcus(verts, lm["mth1"], lm["mth5"], lm["toe_tip"], params)
+    lm["sulcus"], sulcus_scanned = _sulcus(verts, filled, lm["mth1"], lm["mth5"],
+                                           lm["toe_tip"], params)
     lm["navicular"] = _extreme_near(verts, params.navicular_fraction * fl, medial,
                                     z_max=params.navicular_height_share * fl,
                                     half_width=params.landmark_window_share * fl)
@@ -407,7 +409,11 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     if lm["medial_malleolus"] is None:
         raise CannotServeError("the scan ends below the ankle, so the malleoli cannot be "
                                "found; scan the foot with the ankle and some of the leg")
-    lm["ankle_center"] = 0.5 * (lm["medial_malleolus"] + lm["lateral_malleolus"])
+    # The talar dome's centre lies a little medial of the malleoli's midpoint.
+    towards_medial = lm["medial_malleolus"] - lm["lateral_malleolus"]
+    towards_medial /= max(float(np.linalg.norm(towards_medial)), 1e-9)
+    lm["ankle_center"] = (0.5 * (lm["medial_malleolus"] + lm["lateral_malleolus"])
+                          + params.ankle_centre_medial_shift_mm * towards_medial)
     scanned = verts[~filled] if (~filled).any() else verts
     lm["leg_top"] = scanned[np.argmax(scanned[:, 2])]
 
@@ -422,6 +428,8 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     found = Anatomy(landmarks=lm, measurements=ms,
                     has_leg=top_z >= params.leg_min_height_foot_lengths * fl)
     found.sources = {name: "scanned" for name, p in lm.items() if p is not None}
+    if not sulcus_scanned:
+        found.sources["sulcus"] = "estimated"
     if found.has_leg and axis[0] is not None:
         leg = measure_leg(mesh, filled, axis, lm, medial, fl, top_z, params)
         lm.update(leg.landmarks)
@@ -448,31 +456,52 @@ def _confidence(verts: np.ndarray, filled: np.ndarray, point: np.ndarray,
     return round(float(1.0 - filled[near].mean()), 3)
 
 
-def _sulcus(verts: np.ndarray, mth1: np.ndarray, mth5: np.ndarray, toe: np.ndarray,
-            params: AnatomyParams) -> np.ndarray:
-    """The toe crease: where the forefoot's top drops most steeply to the toes.
+def _sulcus(verts: np.ndarray, filled: np.ndarray, mth1: np.ndarray, mth5: np.ndarray,
+            toe: np.ndarray, params: AnatomyParams) -> tuple[np.ndarray, bool]:
+    """The toe crease: where the top of the forefoot bends from its fall over the
+    metatarsophalangeal joints into the flatter toes.
 
-    Returns the point on the top of the foot above the crease, on the line
-    between the metatarsal heads and the toe tip.
+    Along the foot, between the metatarsal heads and the toe tip, the highest
+    *scanned* skin within the forefoot's width makes a profile (filled-in
+    surface can rise in a spike between the toes, and never counts); the
+    crease is where that profile bends most (its second derivative is
+    largest), away from both ends.  Returns the point on the top of the foot
+    there, and whether it was found on scanned skin (else it is placed at
+    ``params.sulcus_share`` of the way to the toe tip, and estimated).
     """
     start = 0.5 * (mth1[0] + mth5[0])
-    stop = toe[0]
+    length = float(toe[0] - start)
     y_lo, y_hi = sorted((mth1[1], mth5[1]))
-    band = verts[(verts[:, 0] >= start) & (verts[:, 0] <= stop)
-                 & (verts[:, 1] >= y_lo) & (verts[:, 1] <= y_hi)]
-    if len(band) < 4:
-        return np.array([start, 0.5 * (y_lo + y_hi), 0.0])
-    edges = np.arange(start, stop + _BIN_MM, _BIN_MM)
-    which = np.digitize(band[:, 0], edges) - 1
+    keep = ((verts[:, 0] >= start) & (verts[:, 0] <= toe[0]) & ~filled
+            & (verts[:, 1] >= y_lo) & (verts[:, 1] <= y_hi))
+    band = verts[keep]
+    fallback = np.array([start + params.sulcus_share * length, 0.5 * (y_lo + y_hi), 0.0])
+    if len(band) < 4 or length <= 4 * _BIN_MM:
+        return fallback, False
+    edges = np.arange(start, toe[0] + _BIN_MM, _BIN_MM)
+    which = np.clip(np.digitize(band[:, 0], edges) - 1, 0, len(edges) - 1)
     tops = np.full(len(edges), np.nan)
     np.fmax.at(tops, which, band[:, 2])
     valid = np.flatnonzero(np.isfinite(tops))
-    if len(valid) < 3:
-        return np.array([start, 0.5 * (y_lo + y_hi), 0.0])
-    slope = np.gradient(tops[valid], edges[valid])
-    i = valid[int(np.argmin(slope))]
+    if len(valid) < _SULCUS_MIN_BINS:
+        return fallback, False
+    profile = median_filter(np.interp(np.arange(len(edges)), valid, tops[valid]),
+                            size=_SULCUS_SMOOTH_BINS, mode="nearest")
+    bend = np.gradient(np.gradient(profile, _BIN_MM), _BIN_MM)
+    lo, hi = (int(share * length / _BIN_MM) for share in params.sulcus_window)
+    if hi - lo < 2:
+        return fallback, False
+    i = lo + int(np.argmax(bend[lo:hi]))
     in_bin = band[which == i]
-    return in_bin[np.argmax(in_bin[:, 2])]
+    if len(in_bin) == 0:
+        fallback[0] = edges[i]
+        return fallback, False
+    return in_bin[np.argmax(in_bin[:, 2])], True
+
+
+# The sulcus profile needs this many bins of scanned skin, smoothed over this many.
+_SULCUS_MIN_BINS = 6
+_SULCUS_SMOOTH_BINS = 3
 
 
 def _extreme_near(verts: np.ndarray, x0: float, direction: float, *, z_max: float,

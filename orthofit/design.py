@@ -25,8 +25,8 @@ from .attachments import apply_label, plan_attachments
 from .checks import run_checks
 from .corrections import OTHER_SIDE, correct_ankle, extra_clearance, sagittal_angle
 from .errors import CannotServeError
-from .intake import IntakeResult, Progress, round_point
-from .params import AnatomyParams
+from .intake import IntakeResult, Progress, landmark_info, round_point
+from .params import AnatomyParams, PoseParams
 from .prescription import Prescription
 from .shell import build_shell
 from .stiffness import (Rig, RigParams, StiffnessResult, device_rig, not_reported, solve_stiffness,
@@ -68,6 +68,13 @@ class DesignResult:
     attachments: dict[str, Any] = field(default_factory=dict)
     #: The predicted ankle stiffness (report.json "stiffness").
     stiffness: dict[str, Any] = field(default_factory=dict)
+    #: What the design says beside the intake's warnings (a default ankle angle).
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def all_warnings(self) -> list[str]:
+        """Every warning for the clinician: the intake's, then the design's."""
+        return [*self.intake.warnings, *self.warnings]
 
     @property
     def passed(self) -> bool:
@@ -79,11 +86,14 @@ class DesignResult:
         data["landmarks"] = {name: None if p is None else round_point(p)
                              for name, p in self.landmarks.items()}
         data["landmark_overrides"] = sorted(self.prescription.landmark_overrides)
+        data["landmark_info"] = landmark_info(self.intake.anatomy,
+                                              tuple(self.prescription.landmark_overrides))
         data["prescription"] = self.prescription.model_dump(mode="json")
         data["trimlines"] = self.trimlines
         data["corrections"] = self.corrections
         data["attachments"] = self.attachments
         data["stiffness"] = self.stiffness
+        data["warnings"] = self.all_warnings
         data["checks"] = self.checks
         data["passed"] = self.passed
         fit = self.checks.get("fits_printer", {})
@@ -140,8 +150,19 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     def shank(vertices: np.ndarray) -> np.ndarray:
         return shank_axis(vertices, intake.foot_length, AnatomyParams())[1]
 
-    if rx.corrections.ankle_angle_deg is not None:
-        turned = correct_ankle(limb, landmarks, rx.corrections.ankle_angle_deg, shank)
+    target_angle, warnings = _ankle_pose(intake, rx, PoseParams())
+    knee_joint_z = intake.anatomy.knee_joint_z
+    if target_angle is not None:
+        turned = correct_ankle(limb, landmarks, target_angle, shank)
+        if knee_joint_z is not None and landmarks.get("fibular_head") is not None:
+            # The knee moves with the shank, as the fibular head below it does.
+            knee_joint_z += float(turned.landmarks["fibular_head"][2]
+                                  - landmarks["fibular_head"][2])
+        if abs(turned.applied["turn_deg"]) > PoseParams().large_turn_deg:
+            warnings.append(f"the shank was turned {abs(turned.applied['turn_deg']):.0f}° "
+                            "about the ankle to reach the prescribed angle; the skin over "
+                            "the front of the ankle and the heel is reshaped there: check the "
+                            "fit over the ankle")
         # The top cut tilts with the shank: its lowest point is the new top.
         vertices = np.asarray(limb.vertices)
         top_ring = (np.abs(intake.cut.height(vertices)) <= _CAP_BAND_MM if intake.cut is not None
@@ -149,8 +170,13 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
         limb, landmarks, ankle = turned.limb, turned.landmarks, turned.applied
         top_z = float(np.asarray(limb.vertices)[top_ring, 2].min())
 
+    trim_options = {"knee_joint_z": knee_joint_z,
+                    "estimated": frozenset(name for name, source in intake.anatomy.sources.items()
+                                           if source == "estimated"
+                                           and name not in rx.landmark_overrides)}
+
     def lay_out(variant: Prescription) -> _Built:
-        trim = device_trim(variant, landmarks, limb, top_z)
+        trim = device_trim(variant, landmarks, limb, top_z, **trim_options)
         return _Built(variant, trim, extra_clearance(variant, landmarks, limb),
                       plan_attachments(variant, landmarks, limb, trim))
 
@@ -202,7 +228,8 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     if rx.target_stiffness_nm_per_deg is not None:
         proximal = layout.trim.summary["proximal_edge_z_mm"]
         surrogate = SectionSurrogate(rx, landmarks, limb, top_z, rig_at(layout),
-                                     proximal - RigParams().cuff_band_mm, TuningParams())
+                                     proximal - RigParams().cuff_band_mm, TuningParams(),
+                                     trim_options=trim_options)
         built, rx, target = design_to_target(
             rx, surrogate, lambda v: make(layout if v == rx else lay_out(v)), measure)
     else:
@@ -235,7 +262,38 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,
                         trimlines=trim.summary, checks=checks, timings_s=timings,
                         corrections=corrections, limb=limb, attachments=plan.applied,
-                        stiffness=stiffness)
+                        stiffness=stiffness, warnings=warnings)
+
+
+def _ankle_pose(intake: IntakeResult, rx: Prescription,
+                params: PoseParams) -> tuple[float | None, list[str]]:
+    """The angle to turn the ankle to (None: as scanned), and what to say about it.
+
+    A foot scanned hanging in plantarflexion gives an AFO or leaf spring at
+    the neutral angle unless the prescription gives one.  An SMO holds the
+    ankle as scanned and ends above it, with no shank to turn: from such a
+    scan it is refused with the reason.
+
+    Raises
+    ------
+    CannotServeError
+        An SMO from a foot scanned in plantarflexion.
+    """
+    scanned = intake.anatomy.measurements.get("ankle_angle_deg")
+    target = rx.corrections.ankle_angle_deg
+    plantarflexed = scanned is not None and scanned > params.plantarflexed_from_deg
+    if rx.device == "smo" and plantarflexed:
+        raise CannotServeError(
+            f"the foot was scanned at {scanned:.0f}° (plantarflexed, 90 is neutral), and an "
+            "SMO would hold the ankle there: it ends just above the ankle, with no shank to "
+            "turn; scan the foot standing or held at 90°, or prescribe an AFO, which is "
+            "turned to the prescribed angle")
+    if target is None and plantarflexed and rx.device in ("solid-afo", "posterior-leaf-spring"):
+        return params.neutral_deg, [
+            f"the foot was scanned at {scanned:.0f}° (plantarflexed); the {rx.device} is "
+            f"designed at {params.neutral_deg:.0f}° (neutral) by turning the shank about the "
+            "ankle: give corrections.ankle_angle_deg to design at another angle"]
+    return target, []
 
 
 @dataclass

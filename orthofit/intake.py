@@ -26,7 +26,7 @@ from .io import RawScan
 from .params import (UNIT_TO_MM, AnatomyParams, CleaningParams, FrameParams, IntakeOptions,
                      SurfaceParams)
 
-__all__ = ["STAGES", "Detected", "IntakeResult", "run_intake", "round_point"]
+__all__ = ["STAGES", "Detected", "IntakeResult", "run_intake", "round_point", "landmark_info"]
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,27 @@ class IntakeResult:
             "weight_bearing": self.options.weight_bearing,
             "input_sha256": self.input_sha256,
             "scan_to_device": np.round(self.scan_to_device, _MATRIX_DECIMALS).tolist(),
+            "leg_extent": self.anatomy.leg_extent,
             "landmarks": {name: None if p is None else round_point(p)
                           for name, p in self.anatomy.landmarks.items()},
+            "landmark_info": landmark_info(self.anatomy),
             "measurements": {name: None if v is None or not np.isfinite(v)
                              else round(float(v), _MM_DECIMALS)
                              for name, v in self.anatomy.measurements.items()},
             "cleaning": self.cleaning,
             "warnings": list(self.warnings),
         }
+
+
+def landmark_info(found: anatomy.Anatomy,
+                  given: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Per landmark found or given: its ``source`` (``scanned``, ``estimated`` or
+    ``given``) and ``confidence`` (0-1)."""
+    out = {name: {"source": source, "confidence": found.confidence.get(name, 0.0)}
+           for name, source in found.sources.items()}
+    for name in given:
+        out[name] = {"source": "given", "confidence": 1.0}
+    return {name: out[name] for name in anatomy.LANDMARKS if name in out}
 
 
 def round_point(p: np.ndarray) -> list[float]:
@@ -212,7 +225,8 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     skeleton = normals.limb_skeleton(limb, foot.foot_length, surface_params)
     outward = normals.orient_normals(limb, clean.estimate_normals(limb, cleaning), skeleton,
                                      surface_params)
-    cut = surface.cut_plane(limb, surface_params)
+    # The scanner's crop box is square to its up axis: so is the cut closing the leg.
+    cut = surface.cut_plane(limb, surface_params, up=(to_device[:3, :3] @ up_dir))
     closed = surface.close_limb(limb, outward, cut, surface_params)
     mesh = closed.mesh
     scanned = np.asarray(mesh.vertices)[~closed.filled]
@@ -242,6 +256,7 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
         side = Detected(options.side, "given")
     found = anatomy.measure(mesh, closed.filled, side.value, refined.foot_length,
                             closed.top_z, anatomy_params)
+    warnings.extend(found.warnings)
     if floor is not None and options.weight_bearing == "none":
         warnings.append("the foot stands on a floor in this scan; if the patient bore "
                         "weight, give --weight-bearing semi or full")

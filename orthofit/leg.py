@@ -117,7 +117,12 @@ def measure_leg(mesh: trimesh.Trimesh, filled: np.ndarray,
     # The ankle's narrowest section lies in the lower half of the shank.
     ankle_i = int(np.nanargmin(girth[: max(1, len(girth) // 2)]))
     peak = _calf_peak(girth, ankle_i, params)
-    neck_i = _neck(girth, peak, params) if peak is not None else None
+    centres = np.array([np.full(3, np.nan) if c is None else c for c, _ in sections])
+    bend = _knee_bend(centres, offsets, point, direction, peak, params)
+    along_ankle = float((centre - point) @ direction)
+    if bend is not None and bend < _lowest_knee(along_ankle, float(offsets[peak]), params):
+        bend = None  # the calf's upper end, not the knee: the knee lies higher above a calf
+    neck_i = _neck(girth, peak, params) if peak is not None and bend is None else None
     # Without a peak the girth rises all the way: the scan stops below the calf's belly.
     calf_i = peak if peak is not None else ankle_i + int(np.nanargmax(girth[ankle_i:]))
     leg.landmarks["calf"] = sections[calf_i][0]
@@ -125,36 +130,41 @@ def measure_leg(mesh: trimesh.Trimesh, filled: np.ndarray,
     leg.measurements.update(
         calf_circumference_mm=float(raw[calf_i]), calf_height_mm=float(heights[calf_i]),
         ankle_circumference_mm=float(raw[ankle_i]))
-    if neck_i is not None:
-        leg.knee_joint_z = float(heights[neck_i] + params.joint_above_neck_foot_lengths * fl)
+    # Distances along the leg (its axis), where a leaning leg's heights would shrink them.
+    if bend is not None:
+        along_knee = bend
+    elif neck_i is not None:
+        along_knee = offsets[neck_i] + params.joint_above_neck_foot_lengths * fl
     else:
-        leg.knee_joint_z = _estimated_knee(centre, float(heights[calf_i]),
-                                           calf_found=peak is not None, fl=fl, params=params)
-    head_z = leg.knee_joint_z - params.fibular_head_below_knee_mm
-    if neck_i is not None and head_z <= top_z - params.slab_mm:
+        along_knee = _estimated_knee(along_ankle, float(offsets[calf_i]),
+                                     calf_found=peak is not None, fl=fl, params=params)
+    along_head = along_knee - params.fibular_head_below_knee_mm
+    leg.knee_joint_z = float(point[2] + along_knee * direction[2])
+    head_z = float(point[2] + along_head * direction[2])
+    knee_in_view = bend is not None or neck_i is not None
+    if knee_in_view and head_z <= top_z - params.slab_mm:
         leg.landmarks["fibular_head"] = _fibular_head(mesh, filled, point, direction, head_z,
                                                       medial, params)
         leg.sources["fibular_head"] = "scanned"
     else:
-        top_girth = float(girth[-1])
         leg.landmarks["fibular_head"] = _on_axis_lateral(point, direction, head_z, medial,
-                                                         top_girth)
+                                                         float(girth[-1]))
         leg.sources["fibular_head"] = "estimated"
         leg.warnings.append(
-            f"the scan stops below the knee (at {top_z:.0f} mm), so the fibular head is "
-            f"estimated at {head_z:.0f} mm from the calf's height and the foot's length; "
-            "an AFO's proximal edge is kept under it and under the scan's top: check it "
-            "against the patient, or give trimlines.proximal_height_mm")
-    if top_z >= leg.knee_joint_z + params.above_knee_mm:
+            "the scan stops below the knee, so the fibular head is estimated (low, from the "
+            "calf's height and the foot's length) and an AFO's proximal edge is kept under "
+            "it and under the scan's top: check the edge against the patient, or give "
+            "trimlines.proximal_height_mm")
+    if knee_in_view and top_z >= leg.knee_joint_z + params.above_knee_mm:
         leg.extent = "above_knee"
-    elif top_z >= leg.knee_joint_z - params.knee_extent_tolerance_mm:
+    elif knee_in_view and top_z >= leg.knee_joint_z - params.knee_extent_tolerance_mm:
         leg.extent = "knee"
     end = leg.landmarks["fibular_head"]
     leg.measurements["shank_length_mm"] = float(np.linalg.norm(end - centre))
     shank = leg.landmarks["calf"] - centre
     leg.measurements["ankle_angle_deg"] = float(np.degrees(np.arctan2(shank[2], shank[0])))
     log.info("leg: %s, knee joint line at %.0f mm (%s), calf at %.0f mm", leg.extent,
-             leg.knee_joint_z, "in view" if neck_i is not None else "estimated",
+             leg.knee_joint_z, "in view" if knee_in_view else "estimated",
              heights[calf_i])
     return leg
 
@@ -167,43 +177,99 @@ def _smooth(girth: np.ndarray) -> np.ndarray:
 
 
 def _calf_peak(girth: np.ndarray, ankle_i: int, params: AnatomyParams) -> int | None:
-    """The calf's belly: the first maximum above the ankle after which the girth
-    falls by ``params.calf_drop_share`` of it; None when it never does."""
+    """The calf's belly: the first running maximum above the ankle, and
+    ``params.calf_over_ankle_share`` wider than it, that the girth does not
+    pass by ``params.calf_plateau_share`` over the next
+    ``params.calf_window_sections`` sections (it narrows, or stays, above it);
+    None when the girth rises all the way to the top of the scan."""
+    window = params.calf_window_sections
     best = ankle_i
-    for i in range(ankle_i, len(girth)):
-        if girth[i] > girth[best]:
-            best = i
-        elif girth[i] < (1.0 - params.calf_drop_share) * girth[best]:
-            return best
+    least = (1.0 + params.calf_over_ankle_share) * girth[ankle_i]
+    for i in range(ankle_i, len(girth) - window):
+        if girth[i] < girth[best] or girth[i] < least:
+            continue
+        best = i
+        if girth[i + 1:i + 1 + window].max() <= (1.0 + params.calf_plateau_share) * girth[i]:
+            return i
     return None
+
+
+def _knee_bend(centres: np.ndarray, offsets: np.ndarray, point: np.ndarray,
+               direction: np.ndarray, calf_i: int | None,
+               params: AnatomyParams) -> float | None:
+    """Where the leg bends at the knee: the offset along the shank's axis (mm).
+
+    The centre line of the sections runs straight up the shank and bends at
+    the knee into the thigh's (the joint's flexion, the thigh's shape over
+    the condyles).  At each section above the calf, a line is fitted to the
+    centres over ``params.knee_bend_reach_mm`` below it and another over as
+    much above; the knee is where they meet at the largest angle, if that is
+    over ``params.knee_bend_deg``.  None when the scan stops before the
+    thigh's line can be drawn.
+    """
+    if calf_i is None:
+        return None
+    valid = ~np.isnan(centres[:, 0])
+    reach = params.knee_bend_reach_mm
+    best, best_angle = None, params.knee_bend_deg
+    for i in range(calf_i, len(offsets)):
+        here = offsets[i]
+        if here + reach > offsets[-1]:
+            break
+        below = valid & (offsets >= here - reach) & (offsets <= here)
+        above = valid & (offsets >= here) & (offsets <= here + reach)
+        if below.sum() < _MIN_LINE_SECTIONS or above.sum() < _MIN_LINE_SECTIONS:
+            continue
+        cos = abs(_fit_line_direction(centres[below]) @ _fit_line_direction(centres[above]))
+        angle = float(np.degrees(np.arccos(min(cos, 1.0))))
+        if angle > best_angle:
+            best, best_angle = float(here), angle
+    return best
+
+
+# A line through section centres needs this many of them.
+_MIN_LINE_SECTIONS = 8
 
 
 def _neck(girth: np.ndarray, calf_i: int, params: AnatomyParams) -> int | None:
-    """The narrowing below the knee: the least girth above the calf, when the knee's
-    condyles (or the thigh) make it rise by ``params.knee_rise_share`` again above."""
-    low = calf_i
-    for i in range(calf_i, len(girth)):
-        if girth[i] < girth[low]:
-            low = i
-        elif girth[i] > (1.0 + params.knee_rise_share) * girth[low]:
-            return low
+    """The narrowing below the knee of a scan cut at the knee, or None.
+
+    Above the calf the leg narrows by ``params.knee_neck_drop_share`` to its
+    neck, then goes on at least ``params.knee_above_neck_sections`` sections
+    and at most ``params.knee_neck_most_sections``, widening by
+    ``params.knee_rise_share`` (the condyles at the joint line) before the
+    scan ends.  A long way of widening above the calf is the thigh's shape,
+    which the bend at the knee tells better (:func:`_knee_bend`).
+    """
+    span = girth[calf_i:]
+    low = calf_i + len(span) - 1 - int(np.argmin(span[::-1]))
+    if girth[low] > (1.0 - params.knee_neck_drop_share) * girth[calf_i]:
+        return None
+    tail = girth[low:]
+    if (params.knee_above_neck_sections < len(tail) <= params.knee_neck_most_sections
+            and tail.max() >= (1.0 + params.knee_rise_share) * girth[low]):
+        return low
     return None
 
 
-def _estimated_knee(ankle: np.ndarray, calf_z: float, *, calf_found: bool, fl: float,
+def _estimated_knee(along_ankle: float, along_calf: float, *, calf_found: bool, fl: float,
                     params: AnatomyParams) -> float:
-    """The knee joint line's height (mm) of a scan that stops below the knee.
+    """Where the knee joint line lies along the leg (mm) when the scan stops below it.
 
     The lower of two estimates, so that an AFO's edge errs low: the calf's
     belly lies at most ``params.calf_share_of_shank`` of the way from the
     ankle to the knee, and the shank is ``params.shank_foot_lengths`` foot
     lengths long.
     """
-    by_foot = float(ankle[2] + params.shank_foot_lengths * fl)
+    by_foot = along_ankle + params.shank_foot_lengths * fl
     if not calf_found:
         return by_foot
-    by_calf = float(ankle[2] + (calf_z - ankle[2]) / params.calf_share_of_shank)
-    return min(by_foot, by_calf)
+    return min(by_foot, _lowest_knee(along_ankle, along_calf, params))
+
+
+def _lowest_knee(along_ankle: float, along_calf: float, params: AnatomyParams) -> float:
+    """The lowest the knee can lie along the leg (mm) above a calf whose belly is there."""
+    return along_ankle + (along_calf - along_ankle) / params.calf_share_of_shank
 
 
 def _fibular_head(mesh: trimesh.Trimesh, filled: np.ndarray, point: np.ndarray,

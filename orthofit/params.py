@@ -29,6 +29,7 @@ __all__ = [
     "FrameParams",
     "SurfaceParams",
     "AnatomyParams",
+    "PoseParams",
 ]
 
 Units = Literal["auto", "mm", "m", "in"]
@@ -161,13 +162,8 @@ class SurfaceParams:
     # in, not scanned: about twice the grid step [eng].
     filled_distance_mm: float = 4.0
     # The ragged open top of the leg is cut flat this far below its highest
-    # complete section [eng]...
+    # complete section [eng].
     top_trim_mm: float = 3.0
-    # ...square to the leg's axis over its top this many mm, when the leg leans
-    # more than this from upright (a hanging foot levelled on its sole);
-    # upright legs are cut level [eng].
-    cut_axis_reach_mm: float = 80.0
-    cut_tilt_from_deg: float = 15.0
     # The sole closes straight down inside the outline of the scanned points
     # below this height: floor removal leaves the lowest 3 mm unscanned [eng].
     sole_band_mm: float = 12.0
@@ -199,6 +195,12 @@ class AnatomyParams:
     # band, below this share of foot length above the floor.
     mth_band: tuple[float, float] = (0.55, 0.82)
     mth_height_share: float = 0.15
+    # The sulcus (toe crease) is sought between these shares of the way from
+    # the metatarsal heads' midpoint to the toe tip, or placed at this share
+    # when the scan does not show it [typ: the crease lies a third to a half
+    # of the way to the toe tip].
+    sulcus_window: tuple[float, float] = (0.2, 0.65)
+    sulcus_share: float = 0.4
     # Toes (front of the foot) and the midfoot arch, for telling the side.
     toe_band: tuple[float, float] = (0.82, 1.01)
     toe_height_share: float = 0.15
@@ -224,6 +226,10 @@ class AnatomyParams:
     medial_above_lateral_mm: float = 15.0
     medial_typical_above_lateral_mm: float = 8.0
     medial_ahead_of_lateral_mm: tuple[float, float] = (-5.0, 15.0)
+    # The ankle joint's centre (the talar dome's) lies this far medial of the
+    # midpoint of the malleoli's apices [lit: Pikulkaew 2012, J Med Assoc Thai
+    # 95 S9:S1-5: 2.1 +/- 1.1 mm on radiographs].
+    ankle_centre_medial_shift_mm: float = 2.1
     # The shank's axis runs through the centres of sections above this share
     # of foot length (above the instep), binned this finely (mm).
     shank_axis_from_share: float = 0.45
@@ -247,17 +253,32 @@ class AnatomyParams:
     # shares of height H: knee 0.285 H, foot 0.152 H], and a thigh above
     # bends away from the shank [eng].
     shank_axis_to_foot_lengths: float = 1.35
-    # The calf's belly is the first maximum of the girth above the ankle after
-    # which it falls by this share [eng]...
-    calf_drop_share: float = 0.015
-    # ...and the knee is in view when, above the narrowing below it, the girth
-    # rises by this share again (the condyles, then the thigh) [eng].
-    knee_rise_share: float = 0.03
-    # The knee joint line lies this many foot lengths above that narrowing
+    # The calf's belly is the first maximum of the girth above the ankle that
+    # it does not pass by this share over the next this-many sections (2 mm
+    # apart) [eng]...
+    calf_plateau_share: float = 0.01
+    calf_window_sections: int = 15
+    # ...and at least this share wider than the ankle (a calf is ~1.5 times
+    # the ankle's girth [typ]; the leg just above the ankle is nearly level).
+    calf_over_ankle_share: float = 0.15
+    # A scan cut at the knee shows it as a narrowing by this share above the
+    # calf, then at least and at most this many sections that widen by this
+    # share (the condyles at the joint line: 1-2 % on the zoo's legs) [eng].
+    knee_neck_drop_share: float = 0.01
+    knee_rise_share: float = 0.005
+    knee_above_neck_sections: int = 12
+    knee_neck_most_sections: int = 30
+    # The knee is where the sections' centre line bends from the shank's into
+    # the thigh's by more than this, the lines fitted over this reach below
+    # and above it [eng: 15-21 deg at the joint line of the zoo's thigh-high
+    # scans, up to 12 deg where the calf ends on the others'].
+    knee_bend_deg: float = 13.0
+    knee_bend_reach_mm: float = 50.0
+    # Without the thigh in view, the knee joint line lies this many foot lengths above that narrowing
     # [eng: 0.19-0.27 on the scan zoo's MakeHuman and Visible Human legs].
     joint_above_neck_foot_lengths: float = 0.2
-    # The fibular head lies this far below the knee joint line [typ: ~2 cm].
-    fibular_head_below_knee_mm: float = 20.0
+    # The fibular head's apex lies this far below the knee joint line [typ: 1-2 cm].
+    fibular_head_below_knee_mm: float = 15.0
     # ...reaching out posterolaterally: the skin furthest this far behind the
     # lateral direction, within a slab this thick, is its apex [typ].
     fibular_head_behind_lateral_deg: float = 30.0
@@ -265,14 +286,15 @@ class AnatomyParams:
     # Below the knee, the knee is estimated low, as the lower of: the calf's
     # belly at most this share of the way from the ankle to the knee [eng:
     # 0.58-0.72 on the zoo's legs; the largest gives the lowest knee], and a
-    # shank of this many foot lengths [lit: Winter 2009: lower leg 0.246 H,
-    # foot 0.152 H].
+    # shank of this many foot lengths: 1.62 on average [lit: Winter 2009:
+    # lower leg 0.246 H, foot 0.152 H], 1.38-1.63 on the zoo's legs; taken at
+    # its low end [eng].
     calf_share_of_shank: float = 0.72
-    shank_foot_lengths: float = 1.62
+    shank_foot_lengths: float = 1.35
     # leg_extent: "above_knee" when the scan reaches this far above the knee
     # joint line, "knee" from this far below it, else "below_knee" [eng].
     above_knee_mm: float = 40.0
-    knee_extent_tolerance_mm: float = 25.0
+    knee_extent_tolerance_mm: float = 15.0
     # A landmark's confidence is the share of scanned skin within this radius
     # (mm); an estimated landmark's is this [eng].
     confidence_radius_mm: float = 10.0
@@ -292,3 +314,19 @@ class AnatomyParams:
     min_foot_points: int = 200
     # Feet shorter or longer than this are not feet (infant to large adult).
     foot_length_range_mm: tuple[float, float] = (80.0, 380.0)
+
+
+@dataclass(frozen=True)
+class PoseParams:
+    """The ankle's pose in the scan and the design (degrees, sagittal, 90 neutral)."""
+
+    # A foot scanned at more than this hangs in plantarflexion (a seated,
+    # non-weight-bearing scan, an equinus contracture); standing scans read
+    # 85-100 [typ] ...
+    plantarflexed_from_deg: float = 105.0
+    # ...and an AFO or leaf spring from it is designed at this angle unless
+    # the prescription gives one (DOMAIN.md: neutral 90 deg) [typ].
+    neutral_deg: float = 90.0
+    # A turn of the shank larger than this reshapes the ankle noticeably:
+    # the design says so [eng].
+    large_turn_deg: float = 15.0

@@ -56,8 +56,10 @@ _PAD_CELLS = 3
 _MIN_RING_POINTS = 10
 # The flat top cut is searched in the top share of the scan's height.
 _TOP_SEARCH_SHARE = 0.3
-# Angular bins a horizontal section must fill all round to count as complete.
+# Angular bins a section must fill all round to count as complete, but for
+# gaps of up to this many bins (45 degrees) [eng].
 _RING_BINS = 24
+_RING_GAP_BINS = 3
 
 
 @dataclass(frozen=True)
@@ -100,23 +102,24 @@ def cut_height(points: np.ndarray, params: SurfaceParams) -> float:
     return float(plane.point[2])
 
 
-def cut_plane(points: np.ndarray, params: SurfaceParams) -> CutPlane:
+def cut_plane(points: np.ndarray, params: SurfaceParams,
+              up: np.ndarray | None = None) -> CutPlane:
     """The flat cut that closes the open top of the scan.
 
     The open top of a scan is ragged or slanted; the cut goes below the
     highest section across the leg whose outline is complete all round, so
     the leg is closed by a flat cap and not left open on its low side.  The
-    sections are square to the top of the leg: horizontal for a leg that
-    stands upright, tilted with the shank of a foot hanging in plantarflexion
-    (levelled on its sole, its leg leans back), so that no more of the leg
-    is cut away than the scan lacks.
+    sections are square to ``up``, the scanner's up axis in this frame (its
+    crop box is square to it): straight up for a scan levelled on its floor,
+    along the leg for a foot hanging in plantarflexion and levelled on its
+    sole, so that no more of the leg is cut away than the scan lacks.
     """
     z = points[:, 2]
-    top = float(z.max())
-    if top <= 4 * params.grid_mm:
+    if z.max() <= 4 * params.grid_mm:
         raise CannotServeError("the scan holds no limb above the floor; "
                                "scan the foot and leg again")
-    axis = _top_axis(points, params)
+    axis = np.array([0.0, 0.0, 1.0]) if up is None else np.asarray(up, float)
+    axis = axis / np.linalg.norm(axis)
     height = points @ axis
     highest = float(height.max())
     level = highest
@@ -131,35 +134,24 @@ def cut_plane(points: np.ndarray, params: SurfaceParams) -> CutPlane:
     return CutPlane(point=point, normal=axis)
 
 
-def _top_axis(points: np.ndarray, params: SurfaceParams) -> np.ndarray:
-    """The leg's upward direction at the top of the scan; straight up unless it
-    leans more than ``params.cut_tilt_from_deg``."""
-    z = points[:, 2]
-    up = np.array([0.0, 0.0, 1.0])
-    if z.max() < 2 * params.cut_axis_reach_mm:
-        return up  # a foot-only scan: its top reach holds the foot, not a leg
-    upper = points[z >= z.max() - params.cut_axis_reach_mm]
-    if len(upper) < _RING_BINS:
-        return up
-    # The leg's axis through the centres of its sections along z.
-    which = np.floor(upper[:, 2] / params.grid_mm).astype(np.int64)
-    order = np.argsort(which, kind="stable")
-    cuts = np.flatnonzero(np.diff(which[order])) + 1
-    centres = np.array([g.mean(axis=0) for g in np.split(upper[order], cuts)
-                        if len(g) >= _RING_BINS])
-    if len(centres) < 3 or np.ptp(centres[:, 2]) < 0.5 * params.cut_axis_reach_mm:
-        return up
-    direction = np.linalg.svd(centres - centres.mean(axis=0), full_matrices=False)[2][0]
-    direction = direction if direction[2] > 0 else -direction
-    if np.degrees(np.arccos(min(direction[2], 1.0))) < params.cut_tilt_from_deg:
-        return up
-    return direction
-
-
 def _complete_ring(xy: np.ndarray) -> bool:
-    angles = np.arctan2(*(xy - xy.mean(axis=0)).T[::-1])
+    """Whether points (k, 2) go all round their centre: no gap wider than
+    ``_RING_GAP_BINS`` angular bins (a hole the closing bridges, such as an
+    unseen strip behind the knee)."""
+    # Round the middle of the points' extent: their mean drifts away from a gap.
+    middle = 0.5 * (xy.min(axis=0) + xy.max(axis=0))
+    angles = np.arctan2(*(xy - middle).T[::-1])
     bins = np.floor((angles + np.pi) / (2 * np.pi) * _RING_BINS).astype(int)
-    return np.unique(np.clip(bins, 0, _RING_BINS - 1)).size == _RING_BINS
+    seen = np.zeros(_RING_BINS, dtype=bool)
+    seen[np.clip(bins, 0, _RING_BINS - 1)] = True
+    if seen.all():
+        return True
+    if not seen.any():
+        return False
+    # The longest run of empty bins, going round: gaps between seen bins.
+    where = np.flatnonzero(seen)
+    gaps = np.diff(np.r_[where, where[0] + _RING_BINS]) - 1
+    return bool(gaps.max() <= _RING_GAP_BINS)
 
 
 def _across(points: np.ndarray, axis: np.ndarray) -> np.ndarray:

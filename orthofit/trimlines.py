@@ -52,8 +52,12 @@ class TrimParams:
     fo_medial_flange_mm: float = 18.0
     fo_lateral_border_mm: float = 10.0
     fo_forefoot_mm: float = 6.0
-    # Below the top of the scan the proximal edge needs this much scanned leg.
+    # Below the top of the scan the proximal edge needs this much scanned leg:
+    # the wall's rounded edge and its flare [eng].
     top_margin_mm: float = 10.0
+    # An AFO's calf section needs at least this much leg above the side
+    # trimline's sweep over the ankle: a 50 mm calf strap's band [typ].
+    least_calf_section_mm: float = 50.0
     # Profile bins along x and z (mm).
     bin_mm: float = 4.0
 
@@ -142,14 +146,21 @@ _TOE_PLATE_OVERLAP_MM = 20.0
 
 def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
                 limb: trimesh.Trimesh, top_z: float,
-                params: TrimParams = TrimParams()) -> Trim:
+                params: TrimParams = TrimParams(), *,
+                estimated: frozenset[str] = frozenset(),
+                knee_joint_z: float | None = None) -> Trim:
     """The trim field of ``rx.device`` on this limb.
+
+    ``estimated`` names the landmarks estimated rather than scanned (the
+    fibular head of a scan that stops below the knee); ``knee_joint_z`` is the
+    knee joint line's height, found or estimated, which no edge may pass.
 
     Raises
     ------
     CannotServeError
         When the scan cannot give the device: an AFO from a foot-only scan, a
-        proximal edge above the scanned leg, no fibular head and no height given.
+        leg too short for a calf section, a proximal edge above the scanned
+        leg or the knee joint line.
     """
     lm = landmarks
     trim = Trim(params=params, rx=rx, landmarks=lm)
@@ -173,7 +184,8 @@ def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
         proximal = malleolus_top + rx.trimlines.smo_height_above_malleolus_mm
         share = params.smo_wall_share
     else:
-        proximal = _afo_proximal(rx, lm, top_z, params)
+        proximal = _afo_proximal(rx, lm, top_z, params, estimated, knee_joint_z,
+                                 malleolus_top, trim.summary)
         share = params.afo_wall_share
     if proximal > top_z - params.top_margin_mm:
         raise CannotServeError(
@@ -188,18 +200,47 @@ def device_trim(rx: Prescription, landmarks: dict[str, np.ndarray | None],
     return trim
 
 
-def _afo_proximal(rx: Prescription, lm: dict, top_z: float, params: TrimParams) -> float:
+def _afo_proximal(rx: Prescription, lm: dict, top_z: float, params: TrimParams,
+                  estimated: frozenset[str], knee_joint_z: float | None,
+                  malleolus_top: float, summary: dict) -> float:
+    """The proximal edge's height (mm) of an AFO or leaf spring.
+
+    Below the fibular head by the prescription; where the head was
+    estimated (the scan stops below the knee), under the lower of that and
+    the scan's top less the edge's margin, with the reason reported.  Never
+    at or above the knee joint line, and high enough for a calf section.
+    """
+    least = malleolus_top + params.ankle_blend_mm + params.least_calf_section_mm
     if rx.trimlines.proximal_height_mm is not None:
-        return rx.trimlines.proximal_height_mm
-    if lm.get("calf") is None:
-        raise CannotServeError(f"a {rx.device} needs the leg, and this scan shows only the "
-                               "foot; scan up to below the knee, or prescribe an SMO or "
-                               "foot orthosis")
-    if lm.get("fibular_head") is None:
-        raise CannotServeError("the scan does not reach the knee, so the fibular head is "
-                               "unknown; give trimlines.proximal_height_mm or scan up to "
-                               "the knee")
-    return float(lm["fibular_head"][2]) - rx.trimlines.proximal_below_fibular_head_mm
+        proximal = rx.trimlines.proximal_height_mm
+        summary["proximal_edge_from"] = "given"
+    else:
+        if lm.get("calf") is None:
+            raise CannotServeError(f"a {rx.device} needs the leg, and this scan shows only "
+                                   "the foot; scan up to below the knee, or prescribe a "
+                                   "foot orthosis")
+        head = float(lm["fibular_head"][2])
+        proximal = head - rx.trimlines.proximal_below_fibular_head_mm
+        summary["proximal_edge_from"] = "fibular_head"
+        if "fibular_head" in estimated:
+            under_top = top_z - params.top_margin_mm
+            if under_top < proximal:
+                proximal = under_top
+                summary["proximal_edge_from"] = "scan_top"
+            else:
+                summary["proximal_edge_from"] = "fibular_head_estimated"
+            if proximal < least:
+                raise CannotServeError(
+                    f"the scan ends at {top_z:.0f} mm, too low for a {rx.device}: its calf "
+                    f"section needs the leg up to at least {least + params.top_margin_mm:.0f} "
+                    "mm (above the malleoli, the side trimline's sweep and a calf strap's "
+                    "band); scan up to below the knee")
+    if knee_joint_z is not None and proximal >= knee_joint_z:
+        raise CannotServeError(
+            f"the proximal trimline at {proximal:.0f} mm would reach the knee joint line at "
+            f"{knee_joint_z:.0f} mm; an AFO ends below the knee: lower "
+            "trimlines.proximal_height_mm")
+    return proximal
 
 
 def _footplate_end(rx: Prescription, lm: dict, params: TrimParams) -> float:

@@ -68,8 +68,11 @@ class SectionSurrogate:
     """
 
     def __init__(self, rx: Prescription, landmarks: dict, limb: trimesh.Trimesh, top_z: float,
-                 rig: Rig, cuff_from_z: float, params: TuningParams):
+                 rig: Rig, cuff_from_z: float, params: TuningParams, *,
+                 trim_options: dict[str, Any] | None = None):
         self.rx, self.landmarks, self.limb, self.top_z = rx, landmarks, limb, top_z
+        # What device_trim needs beside the prescription (estimated landmarks, the knee).
+        self.trim_options = trim_options or {}
         self.params = params
         shank, ml = rig.slide, rig.axes["sagittal"]
         ap = np.cross(ml, shank)
@@ -111,7 +114,8 @@ class SectionSurrogate:
         if offset not in self._trims:
             rx = self.rx.model_copy(update={"trimlines": self.rx.trimlines.model_copy(
                 update={"anterior_offset_mm": offset})})
-            self._trims[offset] = device_trim(rx, self.landmarks, self.limb, self.top_z)
+            self._trims[offset] = device_trim(rx, self.landmarks, self.limb, self.top_z,
+                                              **self.trim_options)
         return self._trims[offset]
 
     def sections(self, offset: float, thickness: float) -> tuple[np.ndarray, np.ndarray]:

@@ -91,8 +91,8 @@ def judge_intake(truth: dict[str, Any], found: dict[str, Any]) -> IntakeVerdict:
         if abs(verdict.foot_length_error_mm) > LIMITS["foot_length_mm"]:
             failures.append(f"foot length {verdict.foot_length_error_mm:+.1f} mm off")
     head = landmarks.get("fibular_head")
-    sources = found.get("landmark_sources", {})
-    verdict.fibular_head_source = sources.get("fibular_head")
+    info = found.get("landmark_info", {})
+    verdict.fibular_head_source = (info.get("fibular_head") or {}).get("source")
     if truth.get("fibular_head_in_view") and verdict.fibular_head_source == "scanned":
         verdict.fibular_head_error_mm = _distance(head, true.get("fibular_head"))
         if verdict.fibular_head_error_mm is None:
