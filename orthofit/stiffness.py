@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import trimesh
 
-from .elasticity import (SingularStiffnessError, assemble_stiffness, move_reference,
-                         rigid_body_stiffness)
+from .elasticity import (SingularStiffnessError, move_reference, rigid_body_stiffness,
+                         stiffness_blocks)
 from .errors import CannotServeError
 from .femesh import FEMeshParams, ShellFEMesh, face_components, shell_fe_mesh, tet_volumes
 from .prescription import Material
@@ -156,9 +156,10 @@ def solve_stiffness(shell: trimesh.Trimesh, limb: trimesh.Trimesh, thickness_mm:
                                "calf section")
     log.info("stiffness: %d elements, %d nodes, %d clamped, %d tied", len(mesh.tets),
              len(mesh.nodes), clamped.sum(), tied.sum())
-    k = assemble_stiffness(mesh.nodes, mesh.tets, modulus_mpa, poisson)
+    k = stiffness_blocks(mesh.nodes, mesh.tets, modulus_mpa, poisson)
     try:
-        body = rigid_body_stiffness(k, mesh.nodes, clamped, tied, rig.axis_point)
+        body = rigid_body_stiffness(k, mesh.nodes, clamped, tied, rig.axis_point,
+                                    elements=mesh.tets)
     except SingularStiffnessError as exc:
         raise CannotServeError(
             f"the stiffness cannot be computed: {exc}; design without it "
