@@ -148,9 +148,11 @@ def _boundary_loops_points(fine: trimesh.Trimesh, spacing: float) -> np.ndarray:
     faces = np.asarray(fine.faces, dtype=np.int64)
     n = len(fine.vertices)
     directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    keys = directed[:, 0] * n + directed[:, 1]
+    keys = np.sort(directed[:, 0] * n + directed[:, 1])
     reverse = directed[:, 1] * n + directed[:, 0]
-    boundary = directed[~np.isin(reverse, keys)]
+    # A directed edge whose reverse no face has is on a boundary.
+    found = keys[np.minimum(np.searchsorted(keys, reverse), len(keys) - 1)] == reverse
+    boundary = directed[~found]
     if len(boundary) == 0:
         return np.zeros(0, dtype=np.int64)
     verts = np.array(fine.vertices, dtype=np.float64)
@@ -197,32 +199,37 @@ def _poisson_seeds(points: np.ndarray, fixed: np.ndarray, radius: float,
     cell_id = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]
     # Within a cell, candidates nearest its centre first.
     offset = np.linalg.norm(points / cell - (np.floor(points / cell) + 0.5), axis=1)
-    chosen = list(np.asarray(fixed, dtype=np.int64))
+    _, cell_index = np.unique(cell_id, return_inverse=True)
+    chosen = [np.asarray(fixed, dtype=np.int64)]
     taken = np.zeros(len(points), dtype=bool)
-    taken[chosen] = True
-    filled = set(cell_id[chosen].tolist())
+    taken[chosen[0]] = True
+    filled = np.zeros(len(cell_id), dtype=bool)
+    filled[cell_index[chosen[0]]] = True
     order = np.lexsort((np.arange(len(points)), offset, cell_id))
     rank = np.empty(len(points), dtype=np.int64)
     sorted_cells = cell_id[order]
     first = np.searchsorted(sorted_cells, sorted_cells)
     rank[order] = np.arange(len(points)) - first
     for p in range(27):
+        # Cells of one phase lie over a radius apart, so this phase's seeds
+        # need checking only against the earlier phases' (and the fixed) ones.
+        earlier = np.concatenate(chosen)
+        tree = cKDTree(points[earlier]) if len(earlier) else None
+        in_phase = np.flatnonzero(phase == p)
         for trial in range(trials):
-            cand = np.flatnonzero((phase == p) & (rank == trial) & ~taken)
+            cand = in_phase[(rank[in_phase] == trial) & ~taken[in_phase]]
             if len(cand) == 0:
                 break
-            cand = cand[~np.isin(cell_id[cand], list(filled))]
+            cand = cand[~filled[cell_index[cand]]]
             if len(cand) == 0:
                 continue
-            if chosen:
-                tree = cKDTree(points[chosen])
+            if tree is not None:
                 crowded = np.isfinite(tree.query(points[cand], distance_upper_bound=radius)[0])
                 cand = cand[~crowded]
-            # Cells of one phase lie over a radius apart: no two candidates clash.
-            chosen.extend(cand.tolist())
+            chosen.append(cand)
             taken[cand] = True
-            filled.update(cell_id[cand].tolist())
-    return np.asarray(chosen, dtype=np.int64)
+            filled[cell_index[cand]] = True
+    return np.concatenate(chosen).astype(np.int64)
 
 
 def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
@@ -233,11 +240,7 @@ def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
     open because regions grow along the surface, never across a gap.
     """
     fine = _canonical(trimesh.Trimesh(fine.vertices, fine.faces, process=True))
-    longest = float(fine.edges_unique_length.max()) if len(fine.edges_unique) else 0.0
-    if longest > 0.5 * element_mm:
-        # Regions must hold several fine vertices each.
-        fine = trimesh.Trimesh(*trimesh.remesh.subdivide_to_size(
-            fine.vertices, fine.faces, max_edge=0.5 * element_mm), process=True)
+    fine = _subdivided(fine, 0.5 * element_mm)
     verts = np.array(fine.vertices, dtype=np.float64)
     n = len(verts)
     edges = np.array(fine.edges_unique)
@@ -275,17 +278,38 @@ def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
     distinct = ((tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2]) & (tri[:, 0] != tri[:, 2])
                 & (tri.min(axis=1) >= 0))
     tri = tri[distinct]
-    # One coarse triangle per triple of regions, wound as the first fine face.
+    # One coarse triangle per triple of regions, in the triples' order, wound as the
+    # first fine face that spans it.
     ordered = np.sort(tri, axis=1).astype(np.int64)
     _, first = np.unique((ordered[:, 0] * len(seeds) + ordered[:, 1]) * len(seeds)
                          + ordered[:, 2], return_index=True)
-    tri = tri[np.sort(first)]
+    tri = tri[first]
     coarse = trimesh.Trimesh(verts[seeds], tri, process=False)
     # Three seeds in a line along a boundary make a sliver with no area; it
     # would give elements of no volume.
     coarse.update_faces(coarse.area_faces > params.sliver_share * element_mm ** 2)
     coarse.remove_unreferenced_vertices()
     return coarse
+
+
+def _subdivided(mesh: trimesh.Trimesh, longest: float) -> trimesh.Trimesh:
+    """The mesh with every edge split until none is longer than ``longest``.
+
+    Regions must hold several fine vertices each.  Only long edges are ever
+    bisected, so a face whose edges are all short enough stays as it is:
+    only the others go through the subdivision (most of a shell's inner face
+    is already fine enough, and the subdivision's passes cost by the face).
+    """
+    if not len(mesh.faces):
+        return mesh
+    edge_lengths = mesh.edges_unique_length[mesh.faces_unique_edges]
+    long = edge_lengths.max(axis=1) > longest
+    if not long.any():
+        return mesh
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    vertices, split = trimesh.remesh.subdivide_to_size(mesh.vertices, faces[long],
+                                                       max_edge=longest)
+    return trimesh.Trimesh(vertices, np.vstack([faces[~long], split]), process=True)
 
 
 def _canonical(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
