@@ -555,6 +555,94 @@ def _bordered_columns(stiffness: StiffnessBlocks, nodes: np.ndarray, free: np.nd
     return _Columns(rows=rows, blocks=blocks, ptr=ptr, n_free=n_free), k_rr
 
 
+@dataclass(frozen=True)
+class _Front:
+    """Where a front's entries go: its boundary, the matrix's entries, its children's updates."""
+
+    boundary: np.ndarray          # later nodes the front couples to, rising
+    #: The matrix's entries and their flat (column-major) positions in one
+    #: buffer holding F11 (own × own) and then F21 (boundary × own).
+    entry_at: np.ndarray
+    entry_values: np.ndarray
+    #: Per child: the split of its update's rows between this front's own
+    #: unknowns and its boundary, the runs of its columns that land on
+    #: consecutive columns here (first, end, first column here), and where
+    #: its rows land in F11 and in F21/F22.
+    children: list[tuple[int, list[tuple[int, int, int]], np.ndarray, np.ndarray]]
+
+
+def _fronts(tree: EliminationTree, columns: _Columns) -> list[_Front]:
+    """The symbolic factorisation: every front's boundary and where each entry lands.
+
+    A front's boundary is the later nodes its own columns or its children's
+    boundaries reach.  Raises RuntimeError if the tree lets a front couple to
+    a node eliminated before it (the tree would be wrong).
+    """
+    n_fronts = len(tree.parent)
+    starts = tree.start.tolist()
+    children: list[list[int]] = [[] for _ in range(n_fronts)]
+    for f, p in enumerate(tree.parent.tolist()):
+        if p >= 0:
+            children[p].append(f)
+    d3 = np.arange(3)
+    boundaries: list[np.ndarray] = []
+    taken_all = []
+    for f in range(n_fronts):
+        n0, n1 = starts[f], starts[f + 1]
+        rows = columns.rows[columns.ptr[n0]:columns.ptr[n1]]
+        parts = [rows[rows >= n1]]
+        for c in children[f]:
+            if len(boundaries[c]) and boundaries[c][0] < n0:
+                raise RuntimeError("elimination tree: a front couples to one eliminated "
+                                   "before it")
+            parts.append(boundaries[c][boundaries[c] >= n1])
+        boundary = np.unique(np.concatenate(parts))
+        boundaries.append(boundary)
+        own = n1 - n0
+        k3 = 3 * own
+        taken = []
+        for child in children[f]:
+            nodes = boundaries[child]
+            inside = nodes < n1
+            place = np.where(inside, nodes - n0,
+                             own + np.searchsorted(boundary, np.where(inside, n1, nodes)))
+            at = (3 * place[:, None] + d3).ravel()
+            split = int(np.searchsorted(at, k3))
+            breaks = np.flatnonzero(np.diff(at) != 1) + 1
+            if 0 < split < len(at):
+                breaks = np.union1d(breaks, [split])
+            runs = [(c0, c1, int(at[c0])) for c0, c1 in
+                    zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(at)].tolist())]
+            taken.append((split, runs, at[:split], at[split:] - k3))
+        taken_all.append(taken)
+    # Where the matrix's entries land, all fronts at once: the (p, 3, 3)
+    # blocks at (3 row + i, 3 col + j) of their column's front, as flat
+    # (Fortran) positions in F11 followed by F21 in one buffer.
+    start = tree.start
+    sizes = np.array([len(b) for b in boundaries], dtype=np.int64)
+    column_node = np.repeat(np.arange(columns.n_free), np.diff(columns.ptr))
+    column_front = np.repeat(np.arange(n_fronts), np.diff(start))[column_node]
+    own = np.diff(start)[column_front]
+    first = start[:-1][column_front]
+    inside = columns.rows < first + own
+    n_keys = columns.n_free + 2
+    keys = np.repeat(np.arange(n_fronts), sizes) * n_keys + np.concatenate(
+        boundaries + [np.zeros(0, dtype=np.int64)])
+    beyond = (np.searchsorted(keys, column_front * n_keys + columns.rows)
+              - np.r_[0, np.cumsum(sizes)][column_front])
+    k3, b3 = 3 * own, 3 * sizes[column_front]
+    col_at = 3 * (column_node - first)
+    # Column-major: position = column × rows + row, F21 after F11's k3².
+    height = np.where(inside, k3, b3)
+    base = np.where(inside, 3 * (columns.rows - first), k3 * k3 + 3 * beyond) + col_at * height
+    flat = (base[:, None, None] + d3[None, :, None]
+            + d3[None, None, :] * height[:, None, None]).astype(np.int32).reshape(-1)
+    values = columns.blocks.reshape(-1)
+    bounds = 9 * columns.ptr[start]
+    return [_Front(boundaries[f], flat[bounds[f]:bounds[f + 1]], values[bounds[f]:bounds[f + 1]],
+                   taken_all[f]) for f in range(n_fronts)]
+
+
 def _multifrontal(tree: EliminationTree, columns: _Columns) -> tuple[np.ndarray, np.ndarray]:
     """Eliminate every free node; the Schur complement left on the body (6 × 6) and the pivots.
 
@@ -565,41 +653,24 @@ def _multifrontal(tree: EliminationTree, columns: _Columns) -> tuple[np.ndarray,
     Only lower triangles are kept.  Positions in a front follow the global
     order, so a child's lower triangle lands in its parent's.
     """
+    fronts = _fronts(tree, columns)
     n_free = columns.n_free
-    position = np.full(n_free + 2, -1, dtype=np.int64)
-    d3 = np.arange(3)
-    children = np.bincount(tree.parent[tree.parent >= 0], minlength=len(tree.parent))
-    stack: list[tuple[np.ndarray, np.ndarray]] = []
+    updates: dict[int, np.ndarray] = {}
+    children: list[list[int]] = [[] for _ in range(len(fronts))]
+    for f, p in enumerate(tree.parent.tolist()):
+        if p >= 0:
+            children[p].append(f)
     pivots = []
-    starts, parents = tree.start.tolist(), tree.parent.tolist()
-    for f, kids in enumerate(children.tolist()):
-        n0, n1 = starts[f], starts[f + 1]
-        lo, hi = columns.ptr[n0], columns.ptr[n1]
-        rows = columns.rows[lo:hi]
-        updates = stack[len(stack) - kids:] if kids else []
-        del stack[len(stack) - kids:]
-        if any(u[0][0] < n0 for u in updates if len(u[0])):
-            raise RuntimeError("elimination tree: a front couples to one eliminated before it")
-        boundary = np.unique(np.concatenate([rows[rows >= n1]] + [u[0][u[0] >= n1]
-                                                                     for u in updates]))
-        own = n1 - n0
-        position[n0:n1] = np.arange(own)
-        position[boundary] = own + np.arange(len(boundary))
-        k3, b3 = 3 * own, 3 * len(boundary)
-        f11 = np.zeros((k3, k3), order="F")
-        f21 = np.zeros((b3, k3), order="F")
+    starts = tree.start.tolist()
+    for f, front in enumerate(fronts):
+        k3, b3 = 3 * (starts[f + 1] - starts[f]), 3 * len(front.boundary)
+        buffer = np.zeros(k3 * (k3 + b3))
+        buffer[front.entry_at] = front.entry_values
+        f11 = buffer[:k3 * k3].reshape(k3, k3, order="F")
+        f21 = buffer[k3 * k3:].reshape(b3, k3, order="F")
         f22 = np.zeros((b3, b3), order="F")
-        # The matrix's own entries.
-        pr = 3 * position[rows]
-        pc = 3 * (np.repeat(np.arange(n0, n1), np.diff(columns.ptr[n0:n1 + 1])) - n0)
-        at_r = (pr[:, None, None] + d3[None, :, None]) + np.zeros(3, dtype=np.int64)
-        at_c = (pc[:, None, None] + d3[None, None, :]) + np.zeros((3, 1), dtype=np.int64)
-        inside = pr < k3
-        f11[at_r[inside].ravel(), at_c[inside].ravel()] = columns.blocks[lo:hi][inside].ravel()
-        f21[at_r[~inside].ravel() - k3, at_c[~inside].ravel()] = \
-            columns.blocks[lo:hi][~inside].ravel()
-        for nodes, update in updates:
-            _extend_add(update, (3 * position[nodes][:, None] + d3).ravel(), k3, f11, f21, f22)
+        for child, (split, runs, inner, outer) in zip(children[f], front.children):
+            _extend_add(updates.pop(child), split, runs, inner, outer, k3, f11, f21, f22)
         factor, info = lapack.dpotrf(f11, lower=1, overwrite_a=1, clean=0)
         if info != 0:
             # A pivot at or below zero: a mechanism met exactly, or rounding
@@ -608,13 +679,13 @@ def _multifrontal(tree: EliminationTree, columns: _Columns) -> tuple[np.ndarray,
         pivots.append(np.diagonal(factor) ** 2)
         if b3:
             l21 = blas.dtrsm(1.0, factor, f21, side=1, lower=1, trans_a=1, overwrite_b=1)
-            stack.append((boundary, blas.dsyrk(-1.0, l21, beta=1.0, c=f22, lower=1,
-                                               overwrite_c=1)))
-        elif parents[f] >= 0:
-            stack.append((boundary, f22))
+            f22 = blas.dsyrk(-1.0, l21, beta=1.0, c=f22, lower=1, overwrite_c=1)
+        updates[f] = f22
     schur = np.zeros((6, 6))
-    for nodes, update in stack:
+    d3 = np.arange(3)
+    for f, update in updates.items():
         # What is left couples only to the body.
+        nodes = fronts[f].boundary
         if len(nodes) and nodes[0] < n_free:
             raise RuntimeError("elimination tree: a root front couples to a free node")
         at = (3 * (nodes - n_free)[:, None] + d3).ravel()
@@ -623,25 +694,19 @@ def _multifrontal(tree: EliminationTree, columns: _Columns) -> tuple[np.ndarray,
     return schur, np.concatenate(pivots) if pivots else np.zeros(0)
 
 
-def _extend_add(update: np.ndarray, at: np.ndarray, k3: int, f11: np.ndarray,
+def _extend_add(update: np.ndarray, split: int, runs: list[tuple[int, int, int]],
+                inner: np.ndarray, outer: np.ndarray, k3: int, f11: np.ndarray,
                 f21: np.ndarray, f22: np.ndarray) -> None:
-    """Add a child's update (lower triangle) into its parent's front at positions ``at``.
+    """Add a child's update (lower triangle) into its parent's front.
 
-    ``at`` rises, so the child's columns fall in runs of consecutive
-    parent columns; each run is added as one slice of columns.
+    The child's rows land at ``inner`` (own unknowns, before ``split``) and
+    ``outer`` (boundary) positions; its columns in runs of consecutive parent
+    columns, each added as one slice of columns.
     """
-    split = int(np.searchsorted(at, k3))
-    breaks = np.flatnonzero(np.diff(at) != 1) + 1
-    if 0 < split < len(at):
-        breaks = np.union1d(breaks, [split])
-    begins = np.r_[0, breaks].tolist()
-    finishes = np.r_[breaks, len(at)].tolist()
-    inner, outer = at[:split], at[split:] - k3
-    for c0, c1 in zip(begins, finishes):
-        j0 = int(at[c0])
+    for c0, c1, j0 in runs:
         if j0 < k3:
             f11[inner[c0:], j0:j0 + c1 - c0] += update[c0:split, c0:c1]
-            if split < len(at):
+            if len(outer):
                 f21[outer, j0:j0 + c1 - c0] += update[split:, c0:c1]
         else:
             j0 -= k3

@@ -110,7 +110,12 @@ def face_components(tets: np.ndarray) -> np.ndarray:
     triangles = np.concatenate([corners[:, [0, 1, 2]], corners[:, [0, 1, 3]],
                                 corners[:, [0, 2, 3]], corners[:, [1, 2, 3]]])
     owner = np.tile(np.arange(len(corners)), 4)
-    _, key = np.unique(triangles, axis=0, return_inverse=True)
+    n = int(corners.max()) + 1
+    if n ** 3 < 2 ** 62:
+        # One integer per triangle: a sort of numbers, not of rows.
+        key = (triangles[:, 0] * n + triangles[:, 1]) * n + triangles[:, 2]
+    else:
+        _, key = np.unique(triangles, axis=0, return_inverse=True)
     order = np.argsort(key.ravel(), kind="stable")
     shared = np.flatnonzero(key.ravel()[order][1:] == key.ravel()[order][:-1])
     a, b = owner[order][shared], owner[order][shared + 1]

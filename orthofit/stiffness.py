@@ -215,9 +215,10 @@ def held_parts(mesh: ShellFEMesh, clamped: np.ndarray, tied: np.ndarray,
     # second eigenvalue of their scatter matrix, from per-part sums.
     part_of = np.repeat(labels, tets.shape[1])
     node = tets.ravel()
-    pairs = np.unique(np.c_[part_of, node][(part_of >= 0) & fixed[node]], axis=0)
+    keep = (part_of >= 0) & fixed[node]
+    pairs = np.unique(part_of[keep] * len(mesh.nodes) + node[keep])
     n_parts = int(labels.max()) + 1
-    part, p = pairs[:, 0], mesh.nodes[pairs[:, 1]]
+    part, p = pairs // len(mesh.nodes), mesh.nodes[pairs % len(mesh.nodes)]
     count = np.bincount(part, minlength=n_parts).astype(float)
     mean = np.stack([np.bincount(part, p[:, i], n_parts) for i in range(3)], 1)
     mean /= np.maximum(count, 1.0)[:, None]
