@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 # integrand B^T D B of a straight-sided quadratic tetrahedron is quadratic.
 _A, _B = 0.5854101966249685, 0.1381966011250105
 _GAUSS = np.array([[_A, _B, _B, _B], [_B, _A, _B, _B], [_B, _B, _A, _B], [_B, _B, _B, _A]])
-# Elements per assembly chunk: about 60 MB of temporaries each.
-_CHUNK = 16384
+# Elements per assembly chunk: about 30 MB of temporaries each.
+_CHUNK = 8192
 _MECHANISM = ("a part of the wall can move with no load on it (a mechanism the "
               "finite-element model could not hold)")
 
@@ -140,12 +140,13 @@ def _gradient_products(nodes: np.ndarray, tets: np.ndarray) -> np.ndarray:
 
 
 def _isotropic_blocks(gram: np.ndarray, lam: float, mu: float) -> np.ndarray:
-    """(p, 3, 3) stiffness blocks from summed gradient products ``gram`` (p, 3, 3)."""
-    k = lam * gram
-    k += mu * gram.transpose(0, 2, 1)
-    trace = mu * np.trace(gram, axis1=1, axis2=2)
-    for c in range(3):
-        k[:, c, c] += trace
+    """(p, 3, 3) stiffness blocks from summed gradient products ``gram`` (9, p), (k, l) order."""
+    k = np.empty((gram.shape[1], 3, 3))
+    trace = mu * (gram[0] + gram[4] + gram[8])
+    for i in range(3):
+        for j in range(3):
+            k[:, i, j] = lam * gram[3 * i + j] + mu * gram[3 * j + i]
+        k[:, i, i] += trace
     return k
 
 
@@ -191,33 +192,36 @@ def stiffness_blocks(nodes: np.ndarray, tets: np.ndarray, modulus_mpa: float,
     """The global stiffness of quadratic tetrahedra ``tets`` (m, 10) as node-pair blocks."""
     n = len(nodes)
     tets = np.asarray(tets, dtype=np.int64)
-    a, b = tets[:, _PAIR_A], tets[:, _PAIR_B]
-    key = (np.minimum(a, b) * n + np.maximum(a, b)).ravel()
+    per = len(_PAIR_A)
+    key = np.empty(len(tets) * per, dtype=np.int64)
+    for lo in range(0, len(tets), _CHUNK):
+        a, b = tets[lo:lo + _CHUNK, _PAIR_A], tets[lo:lo + _CHUNK, _PAIR_B]
+        key[lo * per:(lo + len(a)) * per] = (np.minimum(a, b) * n + np.maximum(a, b)).ravel()
     order = _argsort(key)
     ordered = key[order]
+    del key
     new_pair = np.r_[True, ordered[1:] != ordered[:-1]]
-    which = np.empty(len(key), dtype=np.int64)
+    which = np.empty(len(order), dtype=np.int64)
     which[order] = np.cumsum(new_pair) - 1
     pair = ordered[new_pair]
-    del key, order, ordered, new_pair
+    del order, ordered, new_pair
     # Every element's products go to its pairs' (lower node, higher node)
     # blocks: component (k, l), or (l, k) where the pair's nodes come the
     # other way.  One component at a time keeps the sums in cache; bincount
     # adds in input order, so they are the same on every run.
     summed = np.zeros((9, len(pair)))
-    per = len(_PAIR_A)
     for lo in range(0, len(tets), _CHUNK):
-        hi = min(lo + _CHUNK, len(tets))
-        at = which[lo * per:hi * per]
-        swap = (a[lo:hi] > b[lo:hi]).ravel()
-        gram = _gradient_products(nodes, tets[lo:hi]).reshape(3, 3, -1)
+        part = tets[lo:lo + _CHUNK]
+        at = which[lo * per:(lo + len(part)) * per]
+        swap = (part[:, _PAIR_A] > part[:, _PAIR_B]).ravel()
+        gram = _gradient_products(nodes, part).reshape(3, 3, -1)
         for k in range(3):
             for l in range(3):
                 values = np.where(swap, gram[l, k], gram[k, l]) if k != l else gram[k, l]
                 summed[3 * k + l] += np.bincount(at, weights=values, minlength=len(pair))
+    del which, gram
     lam, mu = _lame(modulus_mpa, poisson)
-    blocks = _isotropic_blocks(summed.T.reshape(-1, 3, 3), lam, mu)
-    return StiffnessBlocks(pair // n, pair % n, blocks, n)
+    return StiffnessBlocks(pair // n, pair % n, _isotropic_blocks(summed, lam, mu), n)
 
 
 def _argsort(key: np.ndarray) -> np.ndarray:
