@@ -214,7 +214,10 @@ def stiffness_blocks(nodes: np.ndarray, tets: np.ndarray, modulus_mpa: float,
         part = tets[lo:lo + _CHUNK]
         at = which[lo * per:(lo + len(part)) * per]
         swap = (part[:, _PAIR_A] > part[:, _PAIR_B]).ravel()
-        gram = _gradient_products(nodes, part).reshape(3, 3, -1)
+        # The products' matrix product on one BLAS thread: threaded, OpenBLAS
+        # gives other last bits (and this small product gains nothing).
+        with threadpool_limits(limits=1, user_api="blas"):
+            gram = _gradient_products(nodes, part).reshape(3, 3, -1)
         for k in range(3):
             for l in range(3):
                 values = np.where(swap, gram[l, k], gram[k, l]) if k != l else gram[k, l]
