@@ -19,6 +19,9 @@ Usage::
 
     python -m bench.bench_stiffness_accuracy --record before
     python -m bench.bench_stiffness_accuracy --record after --compare before
+
+``--compare before`` falls back on the values recorded below (``BEFORE``)
+when ``bench/results`` has no such file.
 """
 
 from __future__ import annotations
@@ -31,6 +34,90 @@ import time
 import numpy as np
 
 from bench.bench_intake import HERE, RESULTS
+
+#: Recorded with ``--record before`` on commit f644ee1 (SuperLU), before the solver changed.
+BEFORE = {
+    "walls": {
+        "strip": {
+            "k_free_sagittal": 0.011539956255210978,
+            "k_axis_sagittal": 0.011544716016015984,
+            "beam": 0.011780972450961725,
+            "elements": 2253,
+            "dofs": 14490,
+            "seconds": 1.33
+        },
+        "strip_2mm": {
+            "k_free_sagittal": 0.011638194530165206,
+            "k_axis_sagittal": 0.011644082058945758,
+            "beam": 0.011780972450961725,
+            "elements": 4692,
+            "dofs": 29601,
+            "seconds": 1.78
+        },
+        "strip_2_layers": {
+            "k_free_sagittal": 0.011506187385359344,
+            "k_axis_sagittal": 0.011511295366881618,
+            "beam": 0.011780972450961725,
+            "elements": 4506,
+            "dofs": 24150,
+            "seconds": 1.16
+        },
+        "ring": {
+            "k_free_sagittal": 0.014380075798330502,
+            "k_axis_sagittal": 0.07554685002146616,
+            "beam": 0.014563106796116507,
+            "elements": 1947,
+            "dofs": 12528,
+            "seconds": 0.59
+        }
+    },
+    "leaf_springs": {
+        "adult_left_floor_mm_zup.ply": {
+            "k_axis_sagittal": 4.0936755985295585,
+            "k_axis_frontal": 10.288318672370794,
+            "k_axis_transverse": 2.0233443615747038,
+            "k_free_sagittal": 1.5534873158092488,
+            "k_free_frontal": 3.5854865441672694,
+            "k_free_transverse": 0.09125439218561383,
+            "elements": 30362,
+            "dofs": 198159,
+            "seconds": 14.82
+        },
+        "adult_right_platform_m_yup.ply": {
+            "k_axis_sagittal": 3.144464988523554,
+            "k_axis_frontal": 5.84057758115582,
+            "k_axis_transverse": 1.4294976727564117,
+            "k_free_sagittal": 1.3086487159048197,
+            "k_free_frontal": 1.839383941154888,
+            "k_free_transverse": 0.11086435031263357,
+            "elements": 31827,
+            "dofs": 207513,
+            "seconds": 13.37
+        },
+        "child_left_floor_in_zup.ply": {
+            "k_axis_sagittal": 2.1313436520457816,
+            "k_axis_frontal": 6.215192897084002,
+            "k_axis_transverse": 1.732953253866073,
+            "k_free_sagittal": 1.0330482701207546,
+            "k_free_frontal": 2.728678004927977,
+            "k_free_transverse": 0.08766822172461602,
+            "elements": 16002,
+            "dofs": 105513,
+            "seconds": 8.27
+        },
+        "child_right_floor_mm_yup.stl": {
+            "k_axis_sagittal": 1.9263689673626079,
+            "k_axis_frontal": 6.179620601531605,
+            "k_axis_transverse": 1.7068194730842432,
+            "k_free_sagittal": 0.980020415451121,
+            "k_free_frontal": 2.6175169673324588,
+            "k_free_transverse": 0.08362402687637416,
+            "elements": 15677,
+            "dofs": 103209,
+            "seconds": 11.84
+        }
+    }
+}
 
 LEAF_SPRING_SCANS = ("adult_left_floor_mm_zup.ply", "adult_right_platform_m_yup.ply",
                      "child_left_floor_in_zup.ply", "child_right_floor_mm_yup.stl")
@@ -132,7 +219,8 @@ def main() -> None:
     (RESULTS / f"stiffness_accuracy_{args.record}.json").write_text(
         json.dumps(data, indent=2) + "\n")
     if args.compare:
-        old = json.loads((RESULTS / f"stiffness_accuracy_{args.compare}.json").read_text())
+        recorded = RESULTS / f"stiffness_accuracy_{args.compare}.json"
+        old = json.loads(recorded.read_text()) if recorded.is_file() else BEFORE
         if args.skip_samples:
             data["leaf_springs"] = {}
         _compare(old, data)

@@ -362,8 +362,6 @@ def elimination_tree(stiffness: StiffnessBlocks, free: np.ndarray,
         mids, ends = host_end
         first = np.where(free[ends], rank[np.maximum(ids[ends], 0)], len(vertex))
         at[mids] = first.min(axis=1)
-    if (at[free_ids] < 0).any() or (at[free_ids] >= len(vertex)).any():
-        raise ValueError("a free node is neither a corner nor on a free corner's edge")
     permuted = graph[perm][:, perm].tocsr()
     permuted.sort_indices()
     parent = _etree(permuted.indptr, permuted.indices)
@@ -409,11 +407,12 @@ def _ordering_vertices(stiffness: StiffnessBlocks, free: np.ndarray,
     ends = ends[first]
     keep = free[mids] & ~corner[mids]
     mids, ends = mids[keep], ends[keep]
-    # A free mid-node between two held corners is ordered itself.
-    orphan = ~(free[ends] & corner[ends]).any(axis=1)
-    vertex = np.flatnonzero(free & corner)
-    vertex = np.sort(np.r_[vertex, mids[orphan]])
-    return vertex, (mids[~orphan], ends[~orphan])
+    # A free mid-node between two held corners is ordered itself, and so is
+    # a node in no element (it makes the matrix singular, found as such).
+    attached = (free[ends] & corner[ends]).any(axis=1)
+    hosted = np.zeros(stiffness.n_nodes, dtype=bool)
+    hosted[mids[attached]] = True
+    return np.flatnonzero(free & ~hosted), (mids[attached], ends[attached])
 
 
 def _vertex_graph(stiffness: StiffnessBlocks, elements: np.ndarray | None,

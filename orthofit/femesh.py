@@ -300,21 +300,76 @@ def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
 def _subdivided(mesh: trimesh.Trimesh, longest: float) -> trimesh.Trimesh:
     """The mesh with every edge split until none is longer than ``longest``.
 
-    Regions must hold several fine vertices each.  Only long edges are ever
-    bisected, so a face whose edges are all short enough stays as it is:
-    only the others go through the subdivision (most of a shell's inner face
-    is already fine enough, and the subdivision's passes cost by the face).
+    Regions must hold several fine vertices each.  The mesh's own vertices
+    keep their order; the new ones follow.
     """
     if not len(mesh.faces):
         return mesh
-    edge_lengths = mesh.edges_unique_length[mesh.faces_unique_edges]
-    long = edge_lengths.max(axis=1) > longest
-    if not long.any():
+    vertices, faces = _bisect_long_edges(np.asarray(mesh.vertices, dtype=np.float64),
+                                         np.asarray(mesh.faces, dtype=np.int64), longest)
+    if len(vertices) == len(mesh.vertices):
         return mesh
-    faces = np.asarray(mesh.faces, dtype=np.int64)
-    vertices, split = trimesh.remesh.subdivide_to_size(mesh.vertices, faces[long],
-                                                       max_edge=longest)
-    return trimesh.Trimesh(vertices, np.vstack([faces[~long], split]), process=True)
+    return trimesh.Trimesh(vertices, faces, process=True)
+
+
+def _bisect_long_edges(vertices: np.ndarray, faces: np.ndarray, longest: float,
+                       rounds: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Conforming refinement: each round, every edge over ``longest`` is cut at its middle.
+
+    Both faces on an edge share its middle vertex, so no crack opens.  A
+    face with one cut edge becomes two triangles, with all three four (the
+    middles' triangle in the centre), with two a corner triangle and a quad
+    split along its shorter diagonal.  Faces left whole drop out of the next
+    rounds.  Winding is kept.
+    """
+    points = [vertices]
+    n_points = len(vertices)
+    finished = []
+    for _ in range(rounds):
+        if not len(faces):
+            break
+        xyz = np.concatenate(points) if len(points) > 1 else points[0]
+        points = [xyz]
+        # Edges (0, 1), (1, 2), (2, 0) of every face.
+        edge = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+        lo, hi = edge.min(axis=1), edge.max(axis=1)
+        cut = np.linalg.norm(xyz[lo] - xyz[hi], axis=1) > longest
+        if not cut.any():
+            break
+        key, which = np.unique(lo[cut] * n_points + hi[cut], return_inverse=True)
+        middle = np.full(len(edge), -1, dtype=np.int64)
+        middle[cut] = n_points + which
+        points.append(0.5 * (xyz[key // n_points] + xyz[key % n_points]))
+        n_points += len(key)
+        middle = middle.reshape(-1, 3)
+        count = (middle >= 0).sum(axis=1)
+        finished.append(faces[count == 0])
+        pieces = []
+        f, m = faces[count == 3], middle[count == 3]
+        pieces.append(np.stack([f[:, 0], m[:, 0], m[:, 2], m[:, 0], f[:, 1], m[:, 1],
+                                m[:, 2], m[:, 1], f[:, 2], m[:, 0], m[:, 1], m[:, 2]],
+                               axis=1).reshape(-1, 3))
+        # One cut edge: turned so it is edge (a, b), opposite corner c.
+        f, m = faces[count == 1], middle[count == 1]
+        j = np.argmax(m >= 0, axis=1)
+        r = np.arange(len(j))
+        a, b, c, p = f[r, j], f[r, (j + 1) % 3], f[r, (j + 2) % 3], m[r, j]
+        pieces.append(np.stack([a, p, c, p, b, c], axis=1).reshape(-1, 3))
+        # Two cut edges: turned so they are (a, b) and (b, c), middles p and q.
+        f, m = faces[count == 2], middle[count == 2]
+        j = (np.argmin(m >= 0, axis=1) + 1) % 3
+        r = np.arange(len(j))
+        a, b, c = f[r, j], f[r, (j + 1) % 3], f[r, (j + 2) % 3]
+        p, q = m[r, j], m[r, (j + 1) % 3]
+        xyz = np.concatenate(points)
+        short = (np.linalg.norm(xyz[a] - xyz[q], axis=1)
+                 <= np.linalg.norm(xyz[p] - xyz[c], axis=1))[:, None]
+        pieces.append(np.stack([p, b, q], axis=1))
+        pieces.append(np.where(short, np.stack([a, p, q], axis=1), np.stack([a, p, c], axis=1)))
+        pieces.append(np.where(short, np.stack([a, q, c], axis=1), np.stack([p, q, c], axis=1)))
+        faces = np.concatenate(pieces)
+    finished.append(faces)
+    return np.concatenate(points), np.concatenate(finished)
 
 
 def _canonical(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
