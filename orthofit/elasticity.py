@@ -520,14 +520,17 @@ def _postorder(parent: np.ndarray) -> np.ndarray:
 class _Columns:
     """The bordered matrix's lower triangle by node columns, in elimination order.
 
-    Free nodes are 0 to n_free - 1; the body's six unknowns are two more
-    "nodes", n_free and n_free + 1.  Column ``c`` holds ``blocks[ptr[c]:ptr[c + 1]]``
-    at rows ``rows[...]`` (>= c).
+    Free nodes are 0 to n_free - 1.  Column ``c`` holds ``blocks[ptr[c]:ptr[c + 1]]``
+    at free rows ``rows[...]`` (>= c); the free nodes ``coupled`` (rising)
+    also couple to the body's six unknowns, two more "nodes" n_free
+    (translations) and n_free + 1 (rotations), by ``coupling`` (q, 6, 3).
     """
 
     rows: np.ndarray
     blocks: np.ndarray     # (p, 3, 3): K[row, col]
     ptr: np.ndarray
+    coupled: np.ndarray
+    coupling: np.ndarray
     n_free: int
 
 
@@ -540,12 +543,17 @@ def _bordered_columns(stiffness: StiffnessBlocks, nodes: np.ndarray, free: np.nd
     new[tree.order] = np.arange(n_free)
     r, c, k = stiffness.rows, stiffness.cols, stiffness.blocks
     fr, fc, tr, tc = free[r], free[c], tied[r], tied[c]
-    # Free-free: the lower block of each pair in the new numbering.
-    both = fr & fc
-    a, b, kb = new[r[both]], new[c[both]], k[both]
-    flip = a < b
-    kb = np.where(flip[:, None, None], kb.transpose(0, 2, 1), kb)
+    # Free-free: the lower block of each pair in the new numbering, by column.
+    both = np.flatnonzero(fr & fc)
+    a, b = new[r[both]], new[c[both]]
     rows, cols = np.maximum(a, b), np.minimum(a, b)
+    order = _argsort(cols * n_free + rows)
+    rows, cols, both = rows[order], cols[order], both[order]
+    blocks = k[both]
+    flip = np.flatnonzero((a < b)[order])
+    blocks[flip] = blocks[flip].transpose(0, 2, 1)
+    ptr = np.searchsorted(cols, np.arange(n_free + 1))
+    del a, b, cols, order, flip
     # Free-tied: K_ft T_t summed per free node, a (3 × 6) coupling to the body.
     mixed = (fr & tc) | (tr & fc)
     row_free = fr[mixed]
@@ -553,14 +561,10 @@ def _bordered_columns(stiffness: StiffnessBlocks, nodes: np.ndarray, free: np.nd
     t_node = np.where(row_free, c[mixed], r[mixed])
     k_ft = np.where(row_free[:, None, None], k[mixed], k[mixed].transpose(0, 2, 1))
     coupled = np.einsum("pij,pjk->pik", k_ft, _rigid_blocks(nodes[t_node], reference))
-    f_unique, which = np.unique(f_node, return_inverse=True)
+    f_new = new[f_node]
+    f_unique, which = np.unique(f_new, return_inverse=True)
     k_fr = np.zeros((len(f_unique), 3, 6))
     np.add.at(k_fr, which, coupled)
-    k_rf = k_fr.transpose(0, 2, 1)
-    f_new = new[f_unique]
-    rows = np.r_[rows, np.full(len(f_new), n_free), np.full(len(f_new), n_free + 1)]
-    cols = np.r_[cols, f_new, f_new]
-    blocks = np.concatenate([kb, k_rf[:, :3], k_rf[:, 3:]])
     # Tied-tied: Σ_s T_sᵀ (Σ_t K_st T_t), the inner sum first: each node's
     # rows cancel to about nothing under a rigid motion (it strains no
     # element inside the cuff), so summing them first keeps the rounding
@@ -574,10 +578,9 @@ def _bordered_columns(stiffness: StiffnessBlocks, nodes: np.ndarray, free: np.nd
     np.add.at(moved, hc[off], np.einsum("plk,plj->pkj", kh[off], t_all[hr[off]]))
     at = np.flatnonzero(tied)
     k_rr = np.einsum("ski,skj->ij", t_all[at], moved[at])
-    order = _argsort(cols * (n_free + 2) + rows)
-    rows, cols, blocks = rows[order], cols[order], blocks[order]
-    ptr = np.searchsorted(cols, np.arange(n_free + 1))
-    return _Columns(rows=rows, blocks=blocks, ptr=ptr, n_free=n_free), k_rr
+    return _Columns(rows=rows, blocks=blocks, ptr=ptr, coupled=f_unique,
+                    coupling=np.ascontiguousarray(k_fr.transpose(0, 2, 1)),
+                    n_free=n_free), k_rr
 
 
 @dataclass(frozen=True)
@@ -589,6 +592,9 @@ class _Front:
     #: buffer holding F11 (own × own) and then F21 (boundary × own).
     entry_at: np.ndarray
     entry_values: np.ndarray
+    #: The same for the coupling of its nodes to the body.
+    body_at: np.ndarray
+    body_values: np.ndarray
     #: Per child: the split of its update's rows between this front's own
     #: unknowns and its boundary, the runs of its columns that land on
     #: consecutive columns here (first, end, first column here), and where
@@ -610,12 +616,17 @@ def _fronts(tree: EliminationTree, columns: _Columns) -> list[_Front]:
         if p >= 0:
             children[p].append(f)
     d3 = np.arange(3)
+    n_free = columns.n_free
+    front_of = np.repeat(np.arange(n_fronts), np.diff(tree.start))
+    touches = np.zeros(n_fronts, dtype=bool)
+    touches[front_of[columns.coupled]] = True
+    body = np.array([n_free, n_free + 1])
     boundaries: list[np.ndarray] = []
     taken_all = []
     for f in range(n_fronts):
         n0, n1 = starts[f], starts[f + 1]
         rows = columns.rows[columns.ptr[n0]:columns.ptr[n1]]
-        parts = [rows[rows >= n1]]
+        parts = [rows[rows >= n1], body] if touches[f] else [rows[rows >= n1]]
         for c in children[f]:
             if len(boundaries[c]) and boundaries[c][0] < n0:
                 raise RuntimeError("elimination tree: a front couples to one eliminated "
@@ -645,8 +656,8 @@ def _fronts(tree: EliminationTree, columns: _Columns) -> list[_Front]:
     # (Fortran) positions in F11 followed by F21 in one buffer.
     start = tree.start
     sizes = np.array([len(b) for b in boundaries], dtype=np.int64)
-    column_node = np.repeat(np.arange(columns.n_free), np.diff(columns.ptr))
-    column_front = np.repeat(np.arange(n_fronts), np.diff(start))[column_node]
+    column_node = np.repeat(np.arange(n_free), np.diff(columns.ptr))
+    column_front = front_of[column_node]
     own = np.diff(start)[column_front]
     first = start[:-1][column_front]
     inside = columns.rows < first + own
@@ -664,8 +675,23 @@ def _fronts(tree: EliminationTree, columns: _Columns) -> list[_Front]:
             + d3[None, None, :] * height[:, None, None]).astype(np.int32).reshape(-1)
     values = columns.blocks.reshape(-1)
     bounds = 9 * columns.ptr[start]
+    # The coupling to the body: (6, 3) blocks at the body's rows in F21.
+    node = columns.coupled
+    front = front_of[node]
+    own, first = np.diff(start)[front], start[:-1][front]
+    k3, b3 = 3 * own, 3 * sizes[front]
+    beyond = (np.searchsorted(keys, front[:, None] * n_keys + body)
+              - np.r_[0, np.cumsum(sizes)][front][:, None])                 # (q, 2)
+    row = 3 * (own[:, None] + beyond)[:, :, None] + d3                      # (q, 2, 3)
+    col = 3 * (node - first)[:, None] + d3                                  # (q, 3)
+    body_at = (k3[:, None, None] * k3[:, None, None] + col[:, None, :] * b3[:, None, None]
+               + (row.reshape(-1, 6) - k3[:, None])[:, :, None]).astype(np.int32).reshape(-1)
+    body_bounds = 18 * np.searchsorted(node, start)
+    coupling = columns.coupling.reshape(-1)
     return [_Front(boundaries[f], flat[bounds[f]:bounds[f + 1]], values[bounds[f]:bounds[f + 1]],
-                   taken_all[f]) for f in range(n_fronts)]
+                   body_at[body_bounds[f]:body_bounds[f + 1]],
+                   coupling[body_bounds[f]:body_bounds[f + 1]], taken_all[f])
+            for f in range(n_fronts)]
 
 
 def _multifrontal(tree: EliminationTree, columns: _Columns) -> tuple[np.ndarray, np.ndarray]:
@@ -691,6 +717,7 @@ def _multifrontal(tree: EliminationTree, columns: _Columns) -> tuple[np.ndarray,
         k3, b3 = 3 * (starts[f + 1] - starts[f]), 3 * len(front.boundary)
         buffer = np.zeros(k3 * (k3 + b3))
         buffer[front.entry_at] = front.entry_values
+        buffer[front.body_at] = front.body_values
         f11 = buffer[:k3 * k3].reshape(k3, k3, order="F")
         f21 = buffer[k3 * k3:].reshape(b3, k3, order="F")
         f22 = np.zeros((b3, b3), order="F")
