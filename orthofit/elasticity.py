@@ -18,7 +18,7 @@ rotation about an axis with a slide along the shank) is exact linear algebra
 on that matrix.
 
 The elimination order is METIS's nested dissection of the graph of the free
-corner nodes (a tenth of the unknowns of a shell's quadratic mesh), each
+corner nodes (a sixth of the nodes of a shell's quadratic mesh), each
 mid-node eliminated with whichever end of its edge goes first.  Its
 elimination tree groups the unknowns into dense fronts, factorised by LAPACK
 and updated by BLAS on one thread in a fixed order, so the same mesh gives
@@ -66,8 +66,9 @@ class SolverParams:
 
     # A subtree of the elimination tree with at most this many unknowns is
     # eliminated as one dense front.  On the adult solid AFO (232,000 free
-    # unknowns) 120 and 480 took longer than 240: more fronts to visit, or
-    # more arithmetic on the zeros of a dense leaf.
+    # unknowns) 120 to 240 took the same time within noise, 360 a tenth
+    # longer, and 480 did 1.8 times the arithmetic (on the zeros of dense
+    # leaves); fewer than 120 means more fronts, each with its overhead.
     leaf_dofs: int = 240
     # A pivot under this share of the largest is a rounding error standing
     # for a zero: the free nodes hold a mechanism (1e-16 for a tetrahedron
@@ -279,7 +280,8 @@ def rigid_body_stiffness(stiffness: StiffnessBlocks | sparse.spmatrix, nodes: np
     Order (Ux, Uy, Uz, Θx, Θy, Θz) at ``reference``; N/mm, N, N·mm/rad.
     ``elements`` (m, 10), the quadratic tetrahedra the matrix came from,
     make the elimination order quick to find (on their corner nodes);
-    without them every node is ordered.
+    without them every node is ordered.  ``params`` say how the free
+    unknowns are eliminated.
 
     Raises
     ------

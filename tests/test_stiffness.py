@@ -201,8 +201,8 @@ def test_a_part_hanging_by_an_edge_makes_the_matrix_singular_and_is_left_out(fla
     rig = _strip_rig()
     hinged = _with_hinge_and_flat_element(plain, flat_element=False)
     # The cause is real: turning the hanging tetrahedron about its edge strains nothing,
-    # so the matrix has that turn as a null vector (whether SuperLU then meets an exact
-    # zero pivot or a rounding error's worth of one depends on the last bits).
+    # so the matrix has that turn as a null vector (whether the factorisation then meets
+    # a zero or negative pivot or a rounding error's worth of one depends on the last bits).
     k = assemble_stiffness(hinged.nodes, hinged.tets, E, 0.0)
     hinge = hinged.tets[-1]
     a, b = hinged.nodes[hinge[0]], hinged.nodes[hinge[1]]
