@@ -110,7 +110,12 @@ def face_components(tets: np.ndarray) -> np.ndarray:
     triangles = np.concatenate([corners[:, [0, 1, 2]], corners[:, [0, 1, 3]],
                                 corners[:, [0, 2, 3]], corners[:, [1, 2, 3]]])
     owner = np.tile(np.arange(len(corners)), 4)
-    _, key = np.unique(triangles, axis=0, return_inverse=True)
+    n = int(corners.max()) + 1
+    if n ** 3 < 2 ** 62:
+        # One integer per triangle: a sort of numbers, not of rows.
+        key = (triangles[:, 0] * n + triangles[:, 1]) * n + triangles[:, 2]
+    else:
+        _, key = np.unique(triangles, axis=0, return_inverse=True)
     order = np.argsort(key.ravel(), kind="stable")
     shared = np.flatnonzero(key.ravel()[order][1:] == key.ravel()[order][:-1])
     a, b = owner[order][shared], owner[order][shared + 1]
@@ -148,9 +153,11 @@ def _boundary_loops_points(fine: trimesh.Trimesh, spacing: float) -> np.ndarray:
     faces = np.asarray(fine.faces, dtype=np.int64)
     n = len(fine.vertices)
     directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    keys = directed[:, 0] * n + directed[:, 1]
+    keys = np.sort(directed[:, 0] * n + directed[:, 1])
     reverse = directed[:, 1] * n + directed[:, 0]
-    boundary = directed[~np.isin(reverse, keys)]
+    # A directed edge whose reverse no face has is on a boundary.
+    found = keys[np.minimum(np.searchsorted(keys, reverse), len(keys) - 1)] == reverse
+    boundary = directed[~found]
     if len(boundary) == 0:
         return np.zeros(0, dtype=np.int64)
     verts = np.array(fine.vertices, dtype=np.float64)
@@ -197,32 +204,37 @@ def _poisson_seeds(points: np.ndarray, fixed: np.ndarray, radius: float,
     cell_id = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]
     # Within a cell, candidates nearest its centre first.
     offset = np.linalg.norm(points / cell - (np.floor(points / cell) + 0.5), axis=1)
-    chosen = list(np.asarray(fixed, dtype=np.int64))
+    _, cell_index = np.unique(cell_id, return_inverse=True)
+    chosen = [np.asarray(fixed, dtype=np.int64)]
     taken = np.zeros(len(points), dtype=bool)
-    taken[chosen] = True
-    filled = set(cell_id[chosen].tolist())
+    taken[chosen[0]] = True
+    filled = np.zeros(len(cell_id), dtype=bool)
+    filled[cell_index[chosen[0]]] = True
     order = np.lexsort((np.arange(len(points)), offset, cell_id))
     rank = np.empty(len(points), dtype=np.int64)
     sorted_cells = cell_id[order]
     first = np.searchsorted(sorted_cells, sorted_cells)
     rank[order] = np.arange(len(points)) - first
     for p in range(27):
+        # Cells of one phase lie over a radius apart, so this phase's seeds
+        # need checking only against the earlier phases' (and the fixed) ones.
+        earlier = np.concatenate(chosen)
+        tree = cKDTree(points[earlier]) if len(earlier) else None
+        in_phase = np.flatnonzero(phase == p)
         for trial in range(trials):
-            cand = np.flatnonzero((phase == p) & (rank == trial) & ~taken)
+            cand = in_phase[(rank[in_phase] == trial) & ~taken[in_phase]]
             if len(cand) == 0:
                 break
-            cand = cand[~np.isin(cell_id[cand], list(filled))]
+            cand = cand[~filled[cell_index[cand]]]
             if len(cand) == 0:
                 continue
-            if chosen:
-                tree = cKDTree(points[chosen])
+            if tree is not None:
                 crowded = np.isfinite(tree.query(points[cand], distance_upper_bound=radius)[0])
                 cand = cand[~crowded]
-            # Cells of one phase lie over a radius apart: no two candidates clash.
-            chosen.extend(cand.tolist())
+            chosen.append(cand)
             taken[cand] = True
-            filled.update(cell_id[cand].tolist())
-    return np.asarray(chosen, dtype=np.int64)
+            filled[cell_index[cand]] = True
+    return np.concatenate(chosen).astype(np.int64)
 
 
 def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
@@ -233,11 +245,7 @@ def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
     open because regions grow along the surface, never across a gap.
     """
     fine = _canonical(trimesh.Trimesh(fine.vertices, fine.faces, process=True))
-    longest = float(fine.edges_unique_length.max()) if len(fine.edges_unique) else 0.0
-    if longest > 0.5 * element_mm:
-        # Regions must hold several fine vertices each.
-        fine = trimesh.Trimesh(*trimesh.remesh.subdivide_to_size(
-            fine.vertices, fine.faces, max_edge=0.5 * element_mm), process=True)
+    fine = _subdivided(fine, 0.5 * element_mm)
     verts = np.array(fine.vertices, dtype=np.float64)
     n = len(verts)
     edges = np.array(fine.edges_unique)
@@ -275,17 +283,93 @@ def remesh_surface(fine: trimesh.Trimesh, element_mm: float,
     distinct = ((tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2]) & (tri[:, 0] != tri[:, 2])
                 & (tri.min(axis=1) >= 0))
     tri = tri[distinct]
-    # One coarse triangle per triple of regions, wound as the first fine face.
+    # One coarse triangle per triple of regions, in the triples' order, wound as the
+    # first fine face that spans it.
     ordered = np.sort(tri, axis=1).astype(np.int64)
     _, first = np.unique((ordered[:, 0] * len(seeds) + ordered[:, 1]) * len(seeds)
                          + ordered[:, 2], return_index=True)
-    tri = tri[np.sort(first)]
+    tri = tri[first]
     coarse = trimesh.Trimesh(verts[seeds], tri, process=False)
     # Three seeds in a line along a boundary make a sliver with no area; it
     # would give elements of no volume.
     coarse.update_faces(coarse.area_faces > params.sliver_share * element_mm ** 2)
     coarse.remove_unreferenced_vertices()
     return coarse
+
+
+def _subdivided(mesh: trimesh.Trimesh, longest: float) -> trimesh.Trimesh:
+    """The mesh with every edge split until none is longer than ``longest``.
+
+    Regions must hold several fine vertices each.  The mesh's own vertices
+    keep their order; the new ones follow.
+    """
+    if not len(mesh.faces):
+        return mesh
+    vertices, faces = _bisect_long_edges(np.asarray(mesh.vertices, dtype=np.float64),
+                                         np.asarray(mesh.faces, dtype=np.int64), longest)
+    if len(vertices) == len(mesh.vertices):
+        return mesh
+    return trimesh.Trimesh(vertices, faces, process=True)
+
+
+def _bisect_long_edges(vertices: np.ndarray, faces: np.ndarray, longest: float,
+                       rounds: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Conforming refinement: each round, every edge over ``longest`` is cut at its middle.
+
+    Both faces on an edge share its middle vertex, so no crack opens.  A
+    face with one cut edge becomes two triangles, with all three four (the
+    middles' triangle in the centre), with two a corner triangle and a quad
+    split along its shorter diagonal.  Faces left whole drop out of the next
+    rounds.  Winding is kept.
+    """
+    points = [vertices]
+    n_points = len(vertices)
+    finished = []
+    for _ in range(rounds):
+        if not len(faces):
+            break
+        xyz = np.concatenate(points) if len(points) > 1 else points[0]
+        points = [xyz]
+        # Edges (0, 1), (1, 2), (2, 0) of every face.
+        edge = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+        lo, hi = edge.min(axis=1), edge.max(axis=1)
+        cut = np.linalg.norm(xyz[lo] - xyz[hi], axis=1) > longest
+        if not cut.any():
+            break
+        key, which = np.unique(lo[cut] * n_points + hi[cut], return_inverse=True)
+        middle = np.full(len(edge), -1, dtype=np.int64)
+        middle[cut] = n_points + which
+        points.append(0.5 * (xyz[key // n_points] + xyz[key % n_points]))
+        n_points += len(key)
+        middle = middle.reshape(-1, 3)
+        count = (middle >= 0).sum(axis=1)
+        finished.append(faces[count == 0])
+        pieces = []
+        f, m = faces[count == 3], middle[count == 3]
+        pieces.append(np.stack([f[:, 0], m[:, 0], m[:, 2], m[:, 0], f[:, 1], m[:, 1],
+                                m[:, 2], m[:, 1], f[:, 2], m[:, 0], m[:, 1], m[:, 2]],
+                               axis=1).reshape(-1, 3))
+        # One cut edge: turned so it is edge (a, b), opposite corner c.
+        f, m = faces[count == 1], middle[count == 1]
+        j = np.argmax(m >= 0, axis=1)
+        r = np.arange(len(j))
+        a, b, c, p = f[r, j], f[r, (j + 1) % 3], f[r, (j + 2) % 3], m[r, j]
+        pieces.append(np.stack([a, p, c, p, b, c], axis=1).reshape(-1, 3))
+        # Two cut edges: turned so they are (a, b) and (b, c), middles p and q.
+        f, m = faces[count == 2], middle[count == 2]
+        j = (np.argmin(m >= 0, axis=1) + 1) % 3
+        r = np.arange(len(j))
+        a, b, c = f[r, j], f[r, (j + 1) % 3], f[r, (j + 2) % 3]
+        p, q = m[r, j], m[r, (j + 1) % 3]
+        xyz = np.concatenate(points)
+        short = (np.linalg.norm(xyz[a] - xyz[q], axis=1)
+                 <= np.linalg.norm(xyz[p] - xyz[c], axis=1))[:, None]
+        pieces.append(np.stack([p, b, q], axis=1))
+        pieces.append(np.where(short, np.stack([a, p, q], axis=1), np.stack([a, p, c], axis=1)))
+        pieces.append(np.where(short, np.stack([a, q, c], axis=1), np.stack([p, q, c], axis=1)))
+        faces = np.concatenate(pieces)
+    finished.append(faces)
+    return np.concatenate(points), np.concatenate(finished)
 
 
 def _canonical(mesh: trimesh.Trimesh) -> trimesh.Trimesh:

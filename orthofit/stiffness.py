@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import trimesh
 
-from .elasticity import (SingularStiffnessError, assemble_stiffness, move_reference,
-                         rigid_body_stiffness)
+from .elasticity import (SingularStiffnessError, move_reference, rigid_body_stiffness,
+                         stiffness_blocks)
 from .errors import CannotServeError
 from .femesh import FEMeshParams, ShellFEMesh, face_components, shell_fe_mesh, tet_volumes
 from .prescription import Material
@@ -156,9 +156,10 @@ def solve_stiffness(shell: trimesh.Trimesh, limb: trimesh.Trimesh, thickness_mm:
                                "calf section")
     log.info("stiffness: %d elements, %d nodes, %d clamped, %d tied", len(mesh.tets),
              len(mesh.nodes), clamped.sum(), tied.sum())
-    k = assemble_stiffness(mesh.nodes, mesh.tets, modulus_mpa, poisson)
+    k = stiffness_blocks(mesh.nodes, mesh.tets, modulus_mpa, poisson)
     try:
-        body = rigid_body_stiffness(k, mesh.nodes, clamped, tied, rig.axis_point)
+        body = rigid_body_stiffness(k, mesh.nodes, clamped, tied, rig.axis_point,
+                                    elements=mesh.tets)
     except SingularStiffnessError as exc:
         raise CannotServeError(
             f"the stiffness cannot be computed: {exc}; design without it "
@@ -214,9 +215,10 @@ def held_parts(mesh: ShellFEMesh, clamped: np.ndarray, tied: np.ndarray,
     # second eigenvalue of their scatter matrix, from per-part sums.
     part_of = np.repeat(labels, tets.shape[1])
     node = tets.ravel()
-    pairs = np.unique(np.c_[part_of, node][(part_of >= 0) & fixed[node]], axis=0)
+    keep = (part_of >= 0) & fixed[node]
+    pairs = np.unique(part_of[keep] * len(mesh.nodes) + node[keep])
     n_parts = int(labels.max()) + 1
-    part, p = pairs[:, 0], mesh.nodes[pairs[:, 1]]
+    part, p = pairs // len(mesh.nodes), mesh.nodes[pairs % len(mesh.nodes)]
     count = np.bincount(part, minlength=n_parts).astype(float)
     mean = np.stack([np.bincount(part, p[:, i], n_parts) for i in range(3)], 1)
     mean /= np.maximum(count, 1.0)[:, None]
