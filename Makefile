@@ -38,6 +38,7 @@ bench: setup
 	scripts/install-test-deps  # Redis for the Celery run
 	$(BIN)/python -m bench.bench_intake
 	$(BIN)/python -m bench.bench_design
+	$(BIN)/python -m bench.bench_startup
 	$(BIN)/python -m bench.bench_stiffness
 	$(BIN)/python -m bench.bench_batch
 

@@ -18,10 +18,33 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 from .errors import (CannotServeError, CheckFailedError, OrthofitError, ScanFileError,
                      UsageError)
-from .intake import IntakeResult, run_intake
-from .io import RawScan, read_scan, read_scan_bytes
-from .params import IntakeOptions
-from .pipeline import inspect_file, write_intake
+
+# The rest loads on first use, so that ``orthofit --help`` and a refused
+# input answer without importing Open3D and trimesh (issue #17).
+_LAZY = {
+    "IntakeOptions": "params",
+    "RawScan": "io",
+    "read_scan": "io",
+    "read_scan_bytes": "io",
+    "IntakeResult": "intake",
+    "run_intake": "intake",
+    "inspect_file": "pipeline",
+    "write_intake": "pipeline",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "__version__",

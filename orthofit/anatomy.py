@@ -149,7 +149,7 @@ def find_foot(points: np.ndarray, params: AnatomyParams, *, refine: bool = False
     low = points[z < params.heel_search_height_mm]
     for _ in range(_AXIS_ITERATIONS):
         along = low[:, :2] @ forward
-        heel = low[np.argmin(along)]
+        heel = _rearmost(low, forward, params.extreme_cap_mm)
         length = float(along.max() - along.min())
         medial_or_lateral = _forefoot_extremes(low, heel, forward, length, params)
         if medial_or_lateral is None:
@@ -158,7 +158,7 @@ def find_foot(points: np.ndarray, params: AnatomyParams, *, refine: bool = False
         step = mid[:2] - heel[:2]
         forward = step / np.linalg.norm(step)
     along = low[:, :2] @ forward
-    heel = low[np.argmin(along)]
+    heel = _rearmost(low, forward, params.extreme_cap_mm)
     length = float(along.max() - along.min())
     lo, hi = params.foot_length_range_mm
     if not lo <= length <= hi:
@@ -275,9 +275,12 @@ def _ankle_column(points: np.ndarray, fl: float, params: AnatomyParams,
         return None
     z = points[:, 2]
     x_axis = axis_point[0] + (z - axis_point[2]) * axis_dir[0] / axis_dir[2]
-    lo, hi = params.malleolus_z_band[0] * fl, params.malleolus_z_band[1] * fl
+    # Whole height bins only: a sliver of a bin at either end holds a few
+    # vertices of one side and would read as a cliff in the reach profile.
+    lo = np.ceil(params.malleolus_z_band[0] * fl / _BIN_MM) * _BIN_MM
+    hi = np.floor(params.malleolus_z_band[1] * fl / _BIN_MM) * _BIN_MM
     column = points[(np.abs(points[:, 0] - x_axis) <= params.ankle_column_share * fl)
-                    & (z >= lo) & (z <= hi)]
+                    & (z >= lo) & (z < hi)]
     return column if len(column) >= 4 else None
 
 
@@ -393,8 +396,8 @@ def measure(mesh: trimesh.Trimesh, filled: np.ndarray, side: str, foot_length: f
     # Heel, toes and metatarsal heads are taken on scanned skin, never on
     # surface the closing filled in where the scanner saw nothing.
     low = verts[(z < params.heel_search_height_mm) & ~filled]
-    lm["heel"] = low[np.argmin(low[:, 0])]
-    lm["toe_tip"] = low[np.argmax(low[:, 0])]
+    lm["heel"] = _extreme_cap(low, -1.0, params.extreme_cap_mm)
+    lm["toe_tip"] = _extreme_cap(low, +1.0, params.extreme_cap_mm)
     plus, minus = _forefoot_extremes(low, lm["heel"], np.array([1.0, 0.0]), fl, params)
     lm["mth1"], lm["mth5"] = (plus, minus) if medial > 0 else (minus, plus)
     lm["sulcus"], sulcus_scanned = _sulcus(verts, filled, lm["mth1"], lm["mth5"],
@@ -502,6 +505,26 @@ def _sulcus(verts: np.ndarray, filled: np.ndarray, mth1: np.ndarray, mth5: np.nd
 # The sulcus profile needs this many bins of scanned skin, smoothed over this many.
 _SULCUS_MIN_BINS = 6
 _SULCUS_SMOOTH_BINS = 3
+
+
+def _rearmost(points: np.ndarray, forward: np.ndarray, depth: float) -> np.ndarray:
+    """The heel along the xy direction ``forward``: the middle of the skin within
+    ``depth`` mm of the rearmost reach, at that reach."""
+    along = points[:, :2] @ forward
+    cap = points[along <= along.min() + depth]
+    out = cap.mean(axis=0)
+    out[:2] += (along.min() - out[:2] @ forward) * forward
+    return out
+
+
+def _extreme_cap(points: np.ndarray, direction: float, depth: float) -> np.ndarray:
+    """The extreme of ``points`` along ±x: at its reach, in the middle of the skin
+    within ``depth`` mm of it (a flat heel's back has no single rearmost point)."""
+    x = direction * points[:, 0]
+    cap = points[x >= x.max() - depth]
+    out = cap.mean(axis=0)
+    out[0] = points[np.argmax(x), 0]
+    return out
 
 
 def _extreme_near(verts: np.ndarray, x0: float, direction: float, *, z_max: float,

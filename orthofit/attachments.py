@@ -56,6 +56,11 @@ _STEEPEST_WALL, _STEEPEST_CALF = 0.3, 0.4
 # The skin under a cut and its margin must lie within this of the cut's plane,
 # along its normal and across to the nearest skin point (mm) [eng].
 _FLAT_MM = 3.0
+# How far below its highest place a calf strap may go, in steps [eng: a
+# child's calf narrows within 2-3 cm below the knee].
+_CALF_DROPS_MM = (0.0, 5.0, 10.0, 15.0, 20.0)
+# ...and an ankle or forefoot strap this far off its site, nearest first [eng].
+_SHIFTS_MM = (0.0, -5.0, 5.0, -10.0, 10.0)
 # Points on each margin ring [eng].
 _RING_POINTS = 24
 # Vents go no lower than this above the malleoli's top on a solid AFO (mm) [eng].
@@ -271,7 +276,22 @@ class _Surface:
 
 def _place_strap(site: str, width: int, surface: _Surface, others: list[Cut],
                  margin: float) -> tuple[int, list[Cut]] | None:
-    """Slots for a strap of ``width`` at ``site``, medial then lateral, or None."""
+    """Slots for a strap of ``width`` at ``site``, medial then lateral, or None.
+
+    A calf strap sits as high as the margin allows, or, where the leg already
+    narrows towards the knee there and the skin under the slots is not flat,
+    a little lower (``_CALF_DROPS_MM``); an ankle or forefoot strap where its
+    site puts it, or a little behind or ahead (``_SHIFTS_MM``)."""
+    drops = _CALF_DROPS_MM if site == "proximal_calf" else _SHIFTS_MM
+    for drop in drops:
+        placed = _place_strap_at(site, width, surface, others, margin, drop)
+        if placed is not None:
+            return placed
+    return None
+
+
+def _place_strap_at(site: str, width: int, surface: _Surface, others: list[Cut],
+                    margin: float, drop: float) -> tuple[int, list[Cut]] | None:
     lm = surface.lm
     half_length = (width + SLOT_PLAY_MM) / 2
     half_breadth = SLOT_BREADTH_MM / 2
@@ -280,16 +300,16 @@ def _place_strap(site: str, width: int, surface: _Surface, others: list[Cut],
     if site == "proximal_calf":
         top = surface.trim.summary["proximal_edge_z_mm"]
         # As high as the margin (and the edge's rounding) allows.
-        target = top - margin - half_length - surface.rounding - 1.0
+        target = top - margin - half_length - surface.rounding - 1.0 - drop
         near = inside & (np.abs(p[:, 2] - target) < 1.5) \
             & (np.abs(surface.normals[:, 2]) < _STEEPEST_CALF)
         hint = np.array([0.0, 0.0, 1.0])
     else:
         if site == "ankle":
-            target = float(lm["ankle_center"][0]) + _ANKLE_AHEAD_FL * foot_length
+            target = float(lm["ankle_center"][0]) + _ANKLE_AHEAD_FL * foot_length + drop
         else:
             target = float(0.5 * (lm["mth1"][0] + lm["mth5"][0])) \
-                - _FOREFOOT_BEHIND_FL * foot_length
+                - _FOREFOOT_BEHIND_FL * foot_length + drop
         # On the side walls, where they stand nearly upright: the cut goes
         # straight through the wall and not down into the footplate's rim.
         near = inside & (np.abs(p[:, 0] - target) < 1.5) \

@@ -48,7 +48,7 @@ MARKER = "batch.json"
 SUMMARY_COLUMNS = ("scan", "case_ref", "status", "exit_code", "reason", "message", "side",
                    "foot_length_mm", "forefoot_width_mm", "ankle_circumference_mm",
                    "calf_circumference_mm", "mass_g", "checks_passed", "checks_failed",
-                   "attempts", "seconds", "device_sha256", "output", "reused")
+                   "attempts", "seconds", "device_sha256", "output", "reused", "warnings")
 _MEASUREMENTS = ("foot_length_mm", "forefoot_width_mm", "ankle_circumference_mm",
                  "calf_circumference_mm")
 _STAGING = ".staging"
@@ -85,6 +85,8 @@ class ItemResult:
     checks_failed: list[str] = field(default_factory=list)
     device_sha256: str | None = None
     reused: bool = False
+    #: What the design warns the clinician of (side confidence, estimated landmarks...).
+    warnings: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         data = {"scan": self.scan, "case_ref": self.case_ref, "status": self.status,
@@ -93,7 +95,7 @@ class ItemResult:
                 "mass_g": self.mass_g, "checks_passed": self.checks_passed,
                 "checks_failed": self.checks_failed, "attempts": self.attempts,
                 "seconds": self.seconds, "device_sha256": self.device_sha256,
-                "output": self.output, "reused": self.reused}
+                "output": self.output, "reused": self.reused, "warnings": self.warnings}
         return data
 
     def marker(self) -> dict[str, Any]:
@@ -261,6 +263,7 @@ def _finish(plan: _Planned, outcome: JobOutcome, attempts: int, staged: Path,
         checks = data.get("checks") or {}
         result.checks_passed = sum(1 for c in checks.values() if c.get("passed"))
         result.checks_failed = sorted(n for n, c in checks.items() if not c.get("passed"))
+        result.warnings = list(data.get("warnings") or [])
     if (staged / "device.stl").is_file():
         result.device_sha256 = _sha256(staged / "device.stl")
     marker = staged / MARKER
@@ -282,7 +285,9 @@ def _write_summary(outdir: Path, rows: list[ItemResult]) -> None:
     writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in data:
-        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        # Warnings are sentences with their own semicolons: one per " | ".
+        writer.writerow({k: " | ".join(v) if k == "warnings" else _csv_value(v)
+                         for k, v in row.items()})
     atomic_write(outdir / "summary.csv", lambda p: Path(p).write_text(text.getvalue()))
     atomic_write(outdir / "summary.json", lambda p: Path(p).write_text(
         json.dumps(data, indent=2) + "\n"))

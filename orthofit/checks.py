@@ -18,16 +18,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import open3d.core as o3c
 import trimesh
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from .crossings import crossing_points
 from .prescription import Material, Printer
-from .shell import Field, LimbDistance
+from .shell import Field, LimbDistance, raycasting_scene
+from .surface import genus
 
-__all__ = ["CheckParams", "run_checks", "solid_checks", "wall_thickness", "clearance",
-           "printer_fit"]
+__all__ = ["CheckParams", "Clearance", "run_checks", "solid_checks", "wall_thickness",
+           "clearance", "openings", "describe_location", "printer_fit"]
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,18 @@ class CheckParams:
     # The skin may touch the shell within this much (mm) without counting as
     # penetration: the marching-cubes surface's own error at a 1 mm grid [eng].
     penetration_tolerance_mm: float = 0.1
-    # Contact region: inner-surface points more than this many thicknesses
-    # from a trim edge (issue #3).
+    # Wall thickness is measured on the outer face more than this many
+    # thicknesses from a trim edge (issue #3).
     contact_edge_thicknesses: float = 2.0
+    # The inner face: where the shell's normal looks at the limb within
+    # acos(0.5) = 60 degrees (the rounded rim turns away) [eng].
+    inner_face_cos: float = 0.5
+    # Points on the limb from which the hole check looks for the wall (one per
+    # ~30 mm² of an adult leg), its step along the way out, and how near the
+    # solid (share of the thickness) the way must pass [eng].
+    hole_samples: int = 5_000
+    hole_tolerance_share: float = 0.25
+    hole_step_mm: float = 0.5
     # Sample points for the ray and distance checks [eng].
     samples: int = 50_000
     # Rays start this far inside the surface so they do not hit their own face.
@@ -139,33 +150,146 @@ def wall_thickness(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance:
     return out[np.isfinite(out)]
 
 
-def clearance(shell: trimesh.Trimesh, distance: LimbDistance, *, clearance: float,
-              thickness: float, seed: int = 0, params: CheckParams = CheckParams(),
-              extra: Field | None = None) -> tuple[np.ndarray, float]:
-    """Distance (mm) from the inner surface to the limb over the contact region.
+@dataclass
+class Clearance:
+    """The gap (mm) between the device's inner face and the limb, and where it was taken.
 
-    With ``extra`` (reliefs, growth), the distance beyond the extra clearance
-    prescribed at each point, so it compares with the plain clearance.
-
-    Returns the distances and the share of inner-surface points excluded for
-    lying within ``contact_edge_thicknesses`` thicknesses of a trim edge.
+    ``gaps`` are beyond the clearance prescribed at each point (reliefs,
+    growth, the edge flare, supports' intended indentation), so each compares
+    with the plain clearance; ``filled`` says which lie over skin the closing
+    filled in rather than scanned; ``points`` are the inner face's samples.
     """
-    s = _Samples.of(shell, distance, clearance=clearance, thickness=thickness, seed=seed + 1,
-                    params=params, extra=extra)
-    inner = s.distance <= clearance + _RIM_BAND[0] * thickness
-    contact = s.to_rim[inner] > params.contact_edge_thicknesses * thickness
-    excluded = 1.0 - contact.mean() if contact.size else 1.0
-    return s.distance[inner][contact], float(excluded)
+
+    gaps: np.ndarray
+    filled: np.ndarray
+    points: np.ndarray
 
 
-def _limb_direction(distance: LimbDistance, points: np.ndarray, step: float = 0.25) -> np.ndarray:
+def clearance(shell: trimesh.Trimesh, distance: LimbDistance, *, seed: int = 0,
+              params: CheckParams = CheckParams(), prescribed: Field | None = None,
+              filled: np.ndarray | None = None) -> Clearance:
+    """Distance (mm) from the device's inner face to the limb, over the whole contact region.
+
+    The contact region is the inner face: every sample of the shell whose
+    outward normal looks at the limb (against the limb's own normal at the
+    nearest point, within ``params.inner_face_cos``), up to its rim.  No part
+    of it is left out, filled-in skin included: a wall within the prescribed
+    clearance of skin the scanner never saw fails as it does over scanned skin.
+
+    Parameters
+    ----------
+    prescribed : field of the clearance prescribed beyond the plain one (mm)
+    filled : (limb vertices,) bool; the limb's filled-in vertices
+    """
+    points, face = trimesh.sample.sample_surface(shell, params.samples,
+                                                 seed=np.random.default_rng(seed + 1))
+    found = distance.closest(points)
+    facing = -np.einsum("ij,ij->i", shell.face_normals[face], found.normal)
+    inner = facing > params.inner_face_cos
+    points = points[inner]
+    gaps = found.signed[inner] - (prescribed(points) if prescribed is not None else 0.0)
+    over_filled = (filled[distance.faces[found.face[inner]]].mean(axis=1) > 0.5
+                   if filled is not None else np.zeros(len(points), dtype=bool))
+    return Clearance(gaps=gaps, filled=over_filled, points=points)
+
+
+def _clearance_check(found: Clearance, clearance_mm: float, params: CheckParams,
+                     landmarks: dict | None) -> dict[str, Any]:
+    """The ``clearance`` row: the whole inner face, its scanned and filled-in parts apart."""
+    gaps = found.gaps
+    median = float(np.median(gaps))
+    least = int(np.argmin(gaps))
+    value = {"min": _r(gaps.min()), "median": _r(median)}
+    for part, mask in (("scanned", ~found.filled), ("filled_in", found.filled)):
+        value[part] = ({"share": _r(mask.mean()), "min": _r(gaps[mask].min()),
+                        "median": _r(np.median(gaps[mask]))} if mask.any()
+                       else {"share": 0.0, "min": None, "median": None})
+    passed = (gaps.min() > -params.penetration_tolerance_mm
+              and abs(median - clearance_mm) <= params.clearance_median_tolerance_mm)
+    extra = {}
+    if landmarks is not None:
+        extra["where"] = describe_location(found.points[least], landmarks)
+    return _check(value, {"min_above": -params.penetration_tolerance_mm,
+                          "median_within": [_r(clearance_mm - params.clearance_median_tolerance_mm),
+                                            _r(clearance_mm + params.clearance_median_tolerance_mm)]},
+                  passed, **extra)
+
+
+def openings(shell: trimesh.Trimesh, limb: trimesh.Trimesh, distance: LimbDistance,
+             covers: Field, *, intended: int, clearance_mm: float, thickness_mm: float,
+             reach_mm: float, behind_mm: float = 0.0, seed: int = 0,
+             params: CheckParams = CheckParams()) -> dict[str, Any]:
+    """The ``no_unintended_holes`` row: the shell's genus against its intended openings,
+    and the wall looked for wherever it should cover the limb.
+
+    Every through-opening (a strap slot, a vent) adds one to a solid's genus,
+    so the genus must equal ``intended``.  A gap at an edge (a notch, a
+    missing patch of footplate) leaves the genus alone, so the wall is looked
+    for too: from seeded points on the limb, paths go out along the limb
+    distance's gradient (so they follow creases, where a straight ray would
+    graze the wall), from ``behind_mm`` inside the skin (supports press the
+    wall in) to ``reach_mm`` out.  Where ``covers`` is negative all through
+    the wall's depth (``clearance_mm`` to ``clearance_mm + thickness_mm``),
+    the path must pass through the solid.  The skin behind the paths that
+    do not is the holes' area.
+    """
+    found = genus(shell)
+    samples, _ = trimesh.sample.sample_surface(limb, params.hole_samples,
+                                               seed=np.random.default_rng(seed + 2))
+    scene, _ = raycasting_scene(shell)
+    steps = np.arange(-behind_mm - params.hole_step_mm, reach_mm + params.hole_step_mm,
+                      params.hole_step_mm)
+    q = samples.copy()
+    gap = np.full(len(q), np.inf)
+    along = np.full(len(q), -np.inf)
+    for target in steps:
+        near = distance.closest(q)
+        q = q + _away(q, near) * (target - near.signed)[:, None]
+        # The way passes through the wall where it comes within a fraction of
+        # the thickness of its surface (inside the wall it is within half).
+        gap = np.minimum(gap, scene.compute_distance(o3c.Tensor(q.astype(np.float32))).numpy())
+        if clearance_mm <= target <= clearance_mm + thickness_mm:
+            along = np.maximum(along, covers(q))
+    looked = along < 0
+    out = looked & (gap > params.hole_tolerance_share * thickness_mm)
+    area = float(out.sum() * limb.area / params.hole_samples)
+    value = {"genus": found, "intended_openings": intended, "looked_at": int(looked.sum()),
+             "not_covered": int(out.sum()), "holes_mm2": _r(area, 1)}
+    return _check(value, {"genus": intended, "holes_mm2": 0.0},
+                  found == intended and not out.any())
+
+
+def describe_location(point: np.ndarray, landmarks: dict) -> str:
+    """Where ``point`` lies on the limb, named by the nearest landmark.
+
+    >>> describe_location(np.array([10.0, 0, 0]), {"heel": np.zeros(3), "toe_tip": None})
+    'by the heel (10 mm from it, 0 mm up)'
+    """
+    named = {n: np.asarray(p, float) for n, p in landmarks.items() if p is not None}
+    if not named:
+        return f"at ({point[0]:.0f}, {point[1]:.0f}, {point[2]:.0f}) mm"
+    name = min(named, key=lambda n: float(np.linalg.norm(named[n] - point)))
+    gap = float(np.linalg.norm(named[name] - point))
+    return f"by the {name.replace('_', ' ')} ({gap:.0f} mm from it, {point[2]:.0f} mm up)"
+
+
+def _limb_direction(distance: LimbDistance, points: np.ndarray) -> np.ndarray:
     """Unit gradient (n, 3) of the limb's distance at ``points``: away from the skin."""
-    grad = np.zeros_like(points)
-    for axis in range(3):
-        offset = np.zeros(3)
-        offset[axis] = step
-        grad[:, axis] = distance(points + offset) - distance(points - offset)
-    return grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-12)
+    return _away(points, distance.closest(points))
+
+
+def _away(points: np.ndarray, found) -> np.ndarray:
+    """The limb distance's unit gradient at ``points``, from their closest points."""
+    away = points - found.point
+    length = np.linalg.norm(away, axis=1, keepdims=True)
+    # On the skin itself (within the float32 closest point's rounding) the
+    # gradient is the limb's normal.
+    return np.where(length > _ON_SKIN_MM, away / np.maximum(length, 1e-12) * np.sign(
+        found.signed)[:, None], found.normal)
+
+
+# Closer than this (mm) to the skin a point is on it: float32's rounding at 1 m.
+_ON_SKIN_MM = 1e-3
 
 
 def printer_fit(mesh: trimesh.Trimesh, printer: Printer,
@@ -253,12 +377,25 @@ def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearanc
                thickness_mm: float, material: Material, printer: Printer,
                lay_shank_flat: bool = False, seed: int = 0,
                params: CheckParams = CheckParams(),
-               extra: Field | None = None) -> dict[str, dict]:
+               extra: Field | None = None, prescribed: Field | None = None,
+               filled: np.ndarray | None = None, covers: Field | None = None,
+               intended_openings: int = 0, reach_extra_mm: float = 0.0,
+               behind_mm: float = 0.0, landmarks: dict | None = None) -> dict[str, dict]:
     """The whole check table for a device (and, with ``limb``, its fit).
 
-    ``extra`` is the prescribed extra clearance (reliefs, growth) over space.
+    ``extra`` is the prescribed extra clearance through the wall's depth
+    (reliefs, growth) and ``prescribed`` the clearance prescribed beyond the
+    plain one at the inner face (those, the edge flare and the supports'
+    intended indentation; ``extra`` when not given).  ``filled`` flags the
+    limb's filled-in vertices, so the clearance reports them apart.  With
+    ``covers`` (negative where the wall must cover the limb) the shell is
+    also checked for holes against its ``intended_openings``; the wall's
+    faces lie within ``clearance + thickness + reach_extra_mm`` of the skin
+    and its inner face at most ``behind_mm`` inside it.
+    ``landmarks`` name where a failing value was found.
     """
     checks = solid_checks(shell, params)
+    prescribed = prescribed if prescribed is not None else extra
     if limb is not None:
         distance = LimbDistance(limb)
         walls = wall_thickness(shell, distance, clearance=clearance_mm, thickness=thickness_mm,
@@ -271,17 +408,17 @@ def run_checks(shell: trimesh.Trimesh, limb: trimesh.Trimesh | None, *, clearanc
                  "min_at_least": material.printable_min_wall_mm},
                 p5 >= params.thickness_p5_share * thickness_mm
                 and walls.min() >= material.printable_min_wall_mm)
-        gaps, excluded = clearance(shell, distance, clearance=clearance_mm,
-                                   thickness=thickness_mm, seed=seed, params=params, extra=extra)
-        if len(gaps):
-            median = float(np.median(gaps))
-            checks["clearance"] = _check(
-                {"min": _r(gaps.min()), "median": _r(median), "excluded_share": _r(excluded)},
-                {"min_above": -params.penetration_tolerance_mm,
-                 "median_within": [_r(clearance_mm - params.clearance_median_tolerance_mm),
-                                   _r(clearance_mm + params.clearance_median_tolerance_mm)]},
-                gaps.min() > -params.penetration_tolerance_mm
-                and abs(median - clearance_mm) <= params.clearance_median_tolerance_mm)
+        checks["clearance"] = _clearance_check(
+            clearance(shell, distance, seed=seed, params=params, prescribed=prescribed,
+                      filled=filled), clearance_mm, params, landmarks)
+        if covers is not None:
+            checks["no_unintended_holes"] = openings(
+                shell, limb, distance, covers, intended=intended_openings,
+                clearance_mm=clearance_mm, thickness_mm=thickness_mm,
+                reach_mm=clearance_mm + thickness_mm + reach_extra_mm, behind_mm=behind_mm,
+                seed=seed, params=params)
+    else:
+        checks["genus"] = _check(genus(shell), None, True)
     fit = printer_fit(shell, printer, lay_shank_flat)
     details = {key: fit[key] for key in ("orientation", "margin_mm", "shank_to_layers_deg",
                                          "shortfall_mm") if key in fit}

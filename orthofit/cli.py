@@ -151,6 +151,8 @@ def design(
                             STAGES + DESIGN_STAGES)
     paths = write_design(outdir, result)
     _render_checks(result.checks)
+    for warning in result.all_warnings:
+        _out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for name, path in paths.items():
         _err.print(f"wrote {path}")
     failure = checks_failed(result, outdir)

@@ -28,7 +28,7 @@ from .errors import CannotServeError
 from .intake import IntakeResult, Progress, landmark_info, round_point
 from .params import AnatomyParams, PoseParams
 from .prescription import Prescription
-from .shell import build_shell
+from .shell import ShellParams, build_shell, edge_opening
 from .stiffness import (Rig, RigParams, StiffnessResult, device_rig, not_reported, solve_stiffness,
                         stiffness_block)
 from .trimlines import device_trim
@@ -256,13 +256,47 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
                         thickness_mm=rx.thickness_mm, material=rx.material_spec,
                         printer=rx.printer_spec,
                         lay_shank_flat=rx.device == "posterior-leaf-spring", seed=rx.scan.seed,
-                        extra=extra.net if extra.parts or extra.supports else None)
+                        extra=extra.net if extra.parts or extra.supports else None,
+                        prescribed=_prescribed_clearance(trim, extra, rx),
+                        filled=intake.filled, covers=_covers(trim, plan, rx),
+                        intended_openings=len(plan.cuts),
+                        reach_extra_mm=rx.trimlines.edge_flare_mm + extra.most_mm,
+                        behind_mm=extra.press_most_mm, landmarks=landmarks)
     failed = [name for name, check in checks.items() if not check["passed"]]
     done("checks", "all passed" if not failed else f"failed: {', '.join(failed)}")
     return DesignResult(intake=intake, prescription=rx, device=device, landmarks=landmarks,
                         trimlines=trim.summary, checks=checks, timings_s=timings,
                         corrections=corrections, limb=limb, attachments=plan.applied,
                         stiffness=stiffness, warnings=warnings)
+
+
+def _prescribed_clearance(trim, extra, rx: Prescription):
+    """The clearance prescribed beyond the plain one at the wall's inner face (mm):
+    reliefs and growth, the edge flare, less the supports' intended press."""
+    flare = rx.trimlines.edge_flare_mm
+
+    def field(points: np.ndarray) -> np.ndarray:
+        return extra.net(points) + edge_opening(trim(points), flare)
+
+    return field
+
+
+def _covers(trim, plan, rx: Prescription):
+    """Negative where the wall must cover the limb: inside the trimlines and outside
+    every slot and vent by more than the rounded edge (plus a mm)."""
+    margin = rx.thickness_mm * ShellParams().edge_round_share + _COVER_MARGIN_MM
+
+    def field(points: np.ndarray) -> np.ndarray:
+        inside = trim(points) + margin
+        if plan.cuts:
+            inside = np.maximum(inside, margin - plan.field(points))
+        return inside
+
+    return field
+
+
+# The hole check looks this far (mm) beyond the rounded edges for the wall.
+_COVER_MARGIN_MM = 1.0
 
 
 def _ankle_pose(intake: IntakeResult, rx: Prescription,

@@ -227,7 +227,7 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
                                      surface_params)
     # The scanner's crop box is square to its up axis: so is the cut closing the leg.
     cut = surface.cut_plane(limb, surface_params, up=(to_device[:3, :3] @ up_dir))
-    closed = surface.close_limb(limb, outward, cut, surface_params)
+    closed = surface.close_limb(limb, outward, cut, surface_params, foot.foot_length)
     mesh = closed.mesh
     scanned = np.asarray(mesh.vertices)[~closed.filled]
     refined = anatomy.find_foot(scanned, anatomy_params, refine=True)
@@ -239,14 +239,17 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     report["closed_surface"] = {"vertices": int(len(mesh.vertices)),
                                 "faces": int(len(mesh.faces)),
                                 "filled_vertices": int(closed.filled.sum()),
-                                "watertight": bool(mesh.is_watertight)}
+                                "watertight": bool(mesh.is_watertight),
+                                "genus": surface.genus(mesh)}
     clock.done("close", f"{len(mesh.faces):,} triangles, "
                f"{100 * closed.filled.mean():.0f}% filled in")
 
     # Side and landmarks.
     if options.side == "auto":
-        evidence = anatomy.detect_side(np.asarray(mesh.vertices), refined.foot_length,
-                                       anatomy_params)
+        # On scanned skin only: a filled sole has no arch, and a toe block
+        # closed across the tips no hallux.
+        evidence = anatomy.detect_side(np.asarray(mesh.vertices)[~closed.filled],
+                                       refined.foot_length, anatomy_params)
         side = Detected(evidence.side, "detected",
                         {"confidence": evidence.confidence, "cues": evidence.cues})
         if evidence.confidence < anatomy.SIDE_CONFIDENT:

@@ -160,7 +160,8 @@ def read_scan(path: str | Path, *, max_bytes: int) -> RawScan:
     """
     path = Path(path)
     if not path.is_file():
-        raise ScanFileError("the scan file does not exist or is not a file; check the path")
+        raise ScanFileError(f"the scan file {path} does not exist or is not a file; "
+                            "check the path")
     size = path.stat().st_size
     if size > max_bytes:
         raise ScanFileError(f"the scan file is {size / 1e6:.0f} MB, over the "
@@ -397,19 +398,25 @@ def read_prescription_file(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"the prescription file does not exist: {path.name}")
+        raise UsageError(f"the prescription file {path} does not exist; check the path")
     text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
 
+        try:
             data = yaml.safe_load(text)
-        else:
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise UsageError(f"the prescription file {path.name} is not valid YAML{where}: "
+                             f"{problem}; check the indentation there") from exc
+    else:
+        try:
             data = json.loads(text)
-    except (ValueError, ImportError) as exc:
-        raise UsageError(f"the prescription file is not valid "
-                         f"{'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: "
-                         f"{exc}") from exc
+        except ValueError as exc:
+            raise UsageError(f"the prescription file {path.name} is not valid JSON: "
+                             f"{exc}") from exc
     if not isinstance(data, dict):
         raise UsageError("the prescription file must hold one object of fields")
     return data

@@ -111,7 +111,7 @@ class CleaningParams:
     # connected to it): points join within this many voxels, or that many times
     # this percentile of the neighbour spacing where a scan is sparser than the
     # voxel (the stripes of a fast sweep over the forefoot) [eng],
-    link_voxels: float = 4.0
+    link_voxels: float = 3.0
     cluster_spacing_percentile: float = 90.0
     # ...among this many nearest neighbours [eng],
     link_neighbors: int = 12
@@ -159,14 +159,30 @@ class SurfaceParams:
     # Neighbours averaged by the implicit surface (smooths range noise) [eng].
     neighbors: int = 12
     # A mesh vertex farther than this from any cleaned scan point was filled
-    # in, not scanned: about twice the grid step [eng].
-    filled_distance_mm: float = 4.0
+    # in, not scanned: a grid step and a quarter, so the walls the closing
+    # carries down from the lowest scanned section count as filled [eng].
+    filled_distance_mm: float = 2.5
     # The ragged open top of the leg is cut flat this far below its highest
     # complete section [eng].
     top_trim_mm: float = 3.0
     # The sole closes straight down inside the outline of the scanned points
-    # below this height: floor removal leaves the lowest 3 mm unscanned [eng].
+    # below this height: a standing foot's lowest 2-8 mm are never seen [eng].
     sole_band_mm: float = 12.0
+    # ...with the gaps between the toes closed up to this wide [typ: toes lie
+    # 2-8 mm apart]...
+    toe_gap_mm: float = 10.0
+    # ...except where the skin under a column was scanned more than this far
+    # above the plantar plane (the arch of a foot hanging free) [eng].
+    sole_seen_above_mm: float = 3.0
+    # The toes begin ahead of this share of the foot's length (the metatarsal
+    # heads lie at about 0.7 of it [typ]); under them the limb closes down to
+    # the floor whatever was seen, so the footplate never wraps toe lobes.
+    toes_from_share: float = 0.75
+    # A column closes down only where the limb begins within this far above
+    # the band, inside the outline or outside it (the foot's sides bulging over
+    # its lowest sections): never a pillar under a tuberosity or a malleolus
+    # [eng: an unseen medial arch is at most 15-20 mm high].
+    sole_bulge_mm: float = 12.0
     # Sections for orienting normals: the foot's below this many foot lengths [eng].
     skeleton_foot_height: float = 0.3
     # Points above this many foot lengths orient by the leg's centre line,
@@ -191,6 +207,9 @@ class AnatomyParams:
     footprint_height_mm: float = 20.0
     # The heel's most posterior point lies below this height in adults and children.
     heel_search_height_mm: float = 50.0
+    # The heel and the toe tip are the middle of the skin within this of the
+    # foot's rear- and foremost reach [eng].
+    extreme_cap_mm: float = 1.0
     # Metatarsal heads: the forefoot's medial and lateral extremes lie in this
     # band, below this share of foot length above the floor.
     mth_band: tuple[float, float] = (0.55, 0.82)

@@ -29,7 +29,7 @@ from .prescription import Prescription
 
 __all__ = ["load_prescription", "checks_failed", "inspect_file", "write_intake", "design_file",
            "write_design", "write_fit_report", "rebuild_fit_report", "folder_stiffness",
-           "atomic_write"]
+           "atomic_write", "design_limb"]
 
 _BYTES_PER_MB = 1_000_000
 # What the fit report reads from report.json.
@@ -148,7 +148,7 @@ def write_design(outdir: str | Path, result: DesignResult) -> dict[str, Path]:
     report = json.loads(text)
     # The report shows the files as written (report.json, the STL, limb.ply), so that
     # ``orthofit report`` rebuilds it exactly.
-    write_fit_report(outdir, _designed_limb(outdir), read_mesh(outdir / "device.stl"), report)
+    write_fit_report(outdir, design_limb(outdir), read_mesh(outdir / "device.stl"), report)
     return {name: outdir / name for name in ("device.stl", "device.3mf", "limb.ply",
                                              "intake.json", "report.json", "preview.png",
                                              "report.html")}
@@ -175,7 +175,7 @@ def rebuild_fit_report(outdir: str | Path) -> Path:
     """
     outdir = Path(outdir)
     report = _design_report(outdir)
-    return write_fit_report(outdir, _designed_limb(outdir), read_mesh(outdir / "device.stl"),
+    return write_fit_report(outdir, design_limb(outdir), read_mesh(outdir / "device.stl"),
                             report)
 
 
@@ -205,7 +205,7 @@ def folder_stiffness(outdir: str | Path, params=None) -> dict:
                             f"landmarks ({exc.__class__.__name__}); design the device "
                             f"again") from exc
     started = time.perf_counter()
-    block, _ = device_stiffness(read_mesh(outdir / "device.stl"), _designed_limb(outdir),
+    block, _ = device_stiffness(read_mesh(outdir / "device.stl"), design_limb(outdir),
                                 device=rx.device, landmarks=landmarks,
                                 proximal_z=report["trimlines"].get("proximal_edge_z_mm"),
                                 thickness_mm=rx.thickness_mm, material=rx.material_spec,
@@ -236,8 +236,9 @@ def _design_report(outdir: Path) -> dict:
     return report
 
 
-def _designed_limb(outdir: Path) -> trimesh.Trimesh:
+def design_limb(outdir: str | Path) -> trimesh.Trimesh:
     """The limb a design in ``outdir`` was made around: corrected if it was."""
+    outdir = Path(outdir)
     corrected = outdir / "limb_corrected.ply"
     return read_limb_ply(corrected if corrected.is_file() else outdir / "limb.ply")[0]
 

@@ -206,6 +206,7 @@ def report_html(report: dict, figures: list[Figure]) -> str:
     verdict = "All checks passed." if report["passed"] else "Not every check passed."
     parts = [f"<h1>{_e(title)}</h1>",
              f"<p class='verdict {'pass' if report['passed'] else 'fail'}'>{_e(verdict)}</p>",
+             *_warnings_section(report.get("warnings") or []),
              "<h2>Checks</h2>", _checks_table(report["checks"])]
     for figure in figures:
         height, width = figure.image.shape[:2]
@@ -240,6 +241,15 @@ def report_html(report: dict, figures: list[Figure]) -> str:
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
             + "".join(parts) + "</body></html>\n")
+
+
+def _warnings_section(warnings: list[str]) -> list[str]:
+    """What the clinician must check, at the top of the page."""
+    if not warnings:
+        return []
+    items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
+    return [f"<section id='warnings' class='warnings'><h2>Check before approving</h2>"
+            f"<ul>{items}</ul></section>"]
 
 
 _PLANE_ORDER = {"sagittal": 0, "frontal": 1, "transverse": 2}
@@ -342,6 +352,7 @@ h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;
 text-align:left;vertical-align:top}th{background:#f0f0f0}
 tr.fail td{background:#fde0dc}.verdict.pass{color:#1a7a3c}.verdict.fail{color:#b3261e}
+.warnings{background:#fff4d6;border:1px solid #e0b000;padding:.3em 1em;margin:1em 0}
 figure{margin:1em 0;page-break-inside:avoid}img{max-width:100%;height:auto}
 figcaption{color:#555;font-size:.9em}.muted{color:#777;font-size:.85em}
 @media print{body{margin:0;max-width:none}h2{page-break-after:avoid}}

@@ -28,16 +28,15 @@ from skimage.measure import marching_cubes
 from .crossings import crossing_points
 from .errors import CannotServeError
 
-__all__ = ["ShellParams", "LimbDistance", "build_shell", "smoothstep", "raycasting_scene"]
+__all__ = ["ShellParams", "LimbDistance", "build_shell", "edge_opening", "smoothstep",
+           "raycasting_scene"]
 
 log = logging.getLogger(__name__)
 
 # Bodies under this share of the largest one's triangles are marching-cubes specks.
 _SPECK_SHARE = 0.01
-
-# Rays voting on inside or outside: one ray can graze an edge of the flat
-# sole and miscount (Open3D's documented failure); a majority of 5 does not.
-_OCCUPANCY_RAYS = 5
+# The fine grid's z planes sit this share of a step above round heights.
+_OFF_ROUND = 1.0 / 3.0
 
 #: A field over points (n, 3) mm: negative where the device exists.
 Field = Callable[[np.ndarray], np.ndarray]
@@ -56,8 +55,12 @@ class ShellParams:
     edge_round_share: float = 0.5
     # The clearance opens by the flare over this distance from a trim edge.
     flare_reach_mm: float = 12.0
-    # Taubin smoothing passes over the marching-cubes surface [eng].
+    # Taubin smoothing passes over the marching-cubes surface [eng], then this
+    # many Newton steps back onto the field's zero level, moving a vertex at
+    # most this far [eng].
     smoothing_iterations: int = 6
+    level_rounds: int = 2
+    level_move_most_mm: float = 0.5
     # Decimation keeps every vertex within this of the smoothed surface [eng]:
     # a twentieth of a millimetre is below any printer's resolution and
     # halves the triangles of a 1 mm grid.
@@ -66,9 +69,14 @@ class ShellParams:
     # surface comes back within this radius, in at most this many rounds [eng].
     repair_radius_mm: float = 4.0
     repair_rounds: int = 3
-    # Probe steps per grid cell along each normal, so every cell of the band
-    # is reached [eng].
-    band_probes_per_cell: float = 2.0
+    # The band is found on a grid this many fine steps a cell first [eng]...
+    coarse_cells: int = 4
+    # ...and the limb's distance computed on every this-many-th node of it,
+    # interpolated between [eng].
+    distance_every: int = 2
+    # ...where the trim field changes by at most this many mm per mm (a
+    # distance, but for blends and rounded corners) [eng].
+    trim_lipschitz: float = 1.5
 
 
 def _simplify_without_crossings(smooth: trimesh.Trimesh, raw: np.ndarray,
@@ -131,22 +139,123 @@ def _simplify(mesh: trimesh.Trimesh, tolerance: float) -> trimesh.Trimesh:
                            np.asarray(out.tri_verts, dtype=np.int64), process=True)
 
 
+@dataclass(frozen=True)
+class Closest:
+    """The nearest limb points to some queries: signed distance (mm, positive
+    outside), the face each lies on, and the limb's unit normal there."""
+
+    signed: np.ndarray
+    face: np.ndarray
+    normal: np.ndarray
+    point: np.ndarray
+
+
 class LimbDistance:
     """Signed distance (mm, positive outside) to a closed limb surface.
 
-    Unsigned distance comes from Open3D's closest-point queries, the sign from
-    its ray-parity occupancy; both are exact for a watertight mesh and
-    independent per query, so results do not depend on thread scheduling.
+    The distance is Open3D's closest-point query; its sign is decided by the
+    angle-weighted pseudonormal at the closest point (Bærentzen & Aanæs 2005,
+    as libigl's ``signed_distance`` names it): the face's normal inside a
+    face, the sum of the two faces' normals on an edge, the angle-weighted
+    sum round a vertex.  For a watertight, consistently wound mesh that sign
+    is exact, needs no rays (which can graze the flat sole and miscount), and
+    each query is independent, so results never depend on thread scheduling.
     """
 
     def __init__(self, limb: trimesh.Trimesh):
         self._scene, _ = raycasting_scene(limb)
+        faces = np.asarray(limb.faces)
+        normals = np.asarray(limb.face_normals, dtype=np.float64)
+        self._face_normals = normals
+        vertex = np.zeros((len(limb.vertices), 3))
+        angles = np.asarray(limb.face_angles)
+        for corner in range(3):
+            np.add.at(vertex, faces[:, corner], angles[:, corner, None] * normals)
+        self._vertex_normals = vertex
+        edges = np.asarray(limb.faces_unique_edges)
+        edge = np.zeros((len(limb.edges_unique), 3))
+        for k in range(3):
+            np.add.at(edge, edges[:, k], normals)
+        # Per face and corner: the pseudonormal of the edge opposite that corner
+        # (faces_unique_edges lists edges (0, 1), (1, 2), (2, 0)).
+        self._opposite_edge = edge[edges[:, [1, 2, 0]]]
+        self._faces = faces
+
+    @property
+    def faces(self) -> np.ndarray:
+        """The limb's faces (m, 3), as :meth:`closest` numbers them."""
+        return self._faces
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
+        return self.closest(points).signed
+
+    def closest(self, points: np.ndarray) -> "Closest":
+        """The nearest point of the limb to each of ``points`` (n, 3): its face, the
+        limb's (pseudo)normal there and the signed distance."""
         q = o3c.Tensor(np.ascontiguousarray(points, dtype=np.float32))
-        dist = self._scene.compute_distance(q).numpy().astype(np.float64)
-        inside = self._scene.compute_occupancy(q, nsamples=_OCCUPANCY_RAYS).numpy() > 0.5
-        return np.where(inside, -dist, dist)
+        found = self._scene.compute_closest_points(q)
+        closest = found["points"].numpy().astype(np.float64)
+        face = found["primitive_ids"].numpy().astype(np.int64)
+        uv = found["primitive_uvs"].numpy().astype(np.float64)
+        weights = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)
+        small = weights < _ON_BOUNDARY
+        normal = self._face_normals[face]
+        on_edge = small.sum(axis=1) == 1
+        if on_edge.any():
+            corner = np.argmax(small[on_edge], axis=1)
+            normal[on_edge] = self._opposite_edge[face[on_edge], corner]
+        on_vertex = small.sum(axis=1) >= 2
+        if on_vertex.any():
+            corner = np.argmax(weights[on_vertex], axis=1)
+            normal[on_vertex] = self._vertex_normals[self._faces[face[on_vertex], corner]]
+        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+        offset = np.asarray(points, dtype=np.float64) - closest
+        dist = np.linalg.norm(offset, axis=1)
+        outside = np.einsum("ij,ij->i", offset, normal) >= 0.0
+        return Closest(signed=np.where(outside, dist, -dist), face=face, normal=normal,
+                       point=closest)
+
+    def unsigned(self, points: np.ndarray) -> np.ndarray:
+        """Distance (mm) to the limb's surface, without the sign."""
+        q = o3c.Tensor(np.ascontiguousarray(points, dtype=np.float32))
+        return self._scene.compute_distance(q).numpy().astype(np.float64)
+
+
+# A barycentric weight under this puts the closest point on an edge or corner.
+_ON_BOUNDARY = 1e-5
+
+
+def edge_opening(trim_values: np.ndarray, flare: float,
+                 params: ShellParams = ShellParams()) -> np.ndarray:
+    """Extra clearance (mm) the edge flare gives at points with these trim values:
+    ``flare`` at a trim edge, easing to nothing ``params.flare_reach_mm`` inside it."""
+    return flare * np.clip(1.0 + trim_values / params.flare_reach_mm, 0.0, 1.0) ** 2
+
+
+def _onto_level(vertices: np.ndarray, volume: np.ndarray, lo: np.ndarray, step: float,
+                params: ShellParams) -> np.ndarray:
+    """Vertices moved along the field's gradient onto its zero level (Newton steps).
+
+    The field is the grid's, trilinearly interpolated; a vertex moves at most
+    ``params.level_move_most_mm`` in all (the smoothing's own shift is a few
+    tenths of a millimetre), so a crease's vertex is never thrown across it.
+    """
+    out = vertices.copy()
+    for _ in range(params.level_rounds):
+        at = ((out - lo) / step).T
+        value = ndimage.map_coordinates(volume, at, order=1, mode="nearest")
+        grad = np.stack([ndimage.map_coordinates(
+            volume, at + np.eye(3)[axis][:, None] * 0.5, order=1, mode="nearest")
+            - ndimage.map_coordinates(volume, at - np.eye(3)[axis][:, None] * 0.5, order=1,
+                                      mode="nearest") for axis in range(3)], axis=1) / step
+        norm2 = np.maximum((grad ** 2).sum(axis=1), 1e-12)
+        move = -(value / norm2)[:, None] * grad
+        length = np.linalg.norm(move, axis=1)
+        move *= np.minimum(1.0, params.level_move_most_mm / np.maximum(length, 1e-12))[:, None]
+        out = out + move
+    shift = np.linalg.norm(out - vertices, axis=1)
+    keep = shift <= params.level_move_most_mm
+    return np.where(keep[:, None], out, vertices)
 
 
 def _smooth_max(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
@@ -156,6 +265,77 @@ def _smooth_max(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
     ua = np.maximum(a + radius, 0.0)
     ub = np.maximum(b + radius, 0.0)
     return np.minimum(-radius, np.maximum(a, b)) + np.hypot(ua, ub)
+
+
+def _band(limb: trimesh.Trimesh, distance: "LimbDistance", trim: Field, plates: list,
+          nearest: float, furthest: float, step: float, params: ShellParams
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The grid nodes where the wall may be: coarse cells first, then their fine nodes.
+
+    A coarse grid (``params.coarse_cells`` fine steps a cell) covers the limb
+    grown by the wall's reach.  Since the limb's distance changes by no more
+    than the distance moved, a cell whose corners all lie further than its
+    diagonal outside the wall's depth (``nearest`` to ``furthest`` mm from the
+    skin), or outside the trimlines' reach, holds no wall; every other cell's
+    fine nodes make the band.  So the band is complete: no gap in it can
+    punch a hole through the wall, whatever the limb's normals do.
+
+    Returns the fine grid's origin (3,) and the band (bool, the fine grid's shape).
+    """
+    n = params.coarse_cells
+    cell = n * step
+    lo = np.asarray(limb.bounds[0], float) - furthest - cell
+    hi = np.asarray(limb.bounds[1], float) + furthest + cell
+    for _, (lo_p, hi_p) in plates:
+        lo = np.minimum(lo, np.asarray(lo_p) - params.band_margin_mm - cell)
+        hi = np.maximum(hi, np.asarray(hi_p) + params.band_margin_mm + cell)
+    # Grid planes a third of a step off the floor's round heights: the closed
+    # sole is flat on z = 0, and a plane of nodes exactly at the clearance
+    # below it would put the field's zero on the nodes (degenerate faces).
+    lo[2] = (np.floor(lo[2] / step) + _OFF_ROUND) * step
+    cshape = np.ceil((hi - lo) / cell).astype(int) + 1
+    axes = [lo[i] + cell * np.arange(cshape[i]) for i in range(3)]
+    cnodes = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    cd = distance(cnodes)
+    slack = cell * np.sqrt(3.0)
+    near = (cd >= nearest - slack) & (cd <= furthest + slack)
+    near &= trim(cnodes) <= (params.band_margin_mm + params.flare_reach_mm
+                             + params.trim_lipschitz * slack)
+    for plate, _ in plates:
+        near |= plate(cnodes) <= params.band_margin_mm + params.trim_lipschitz * slack
+    near = near.reshape(cshape)
+    cells = np.zeros(cshape - 1, dtype=bool)
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                cells |= near[di:di + cshape[0] - 1, dj:dj + cshape[1] - 1,
+                              dk:dk + cshape[2] - 1]
+    band = np.zeros((cshape - 1) * n + 1, dtype=bool)
+    band[:-1, :-1, :-1] = cells.repeat(n, 0).repeat(n, 1).repeat(n, 2)
+    # Nodes on a kept cell's far faces belong to it too.
+    for axis in range(3):
+        shifted = np.zeros_like(band)
+        np.moveaxis(shifted, axis, 0)[1:] = np.moveaxis(band, axis, 0)[:-1]
+        band |= shifted
+    return lo, band
+
+
+def _band_distance(distance: "LimbDistance", band: np.ndarray, lo: np.ndarray,
+                   step: float, params: ShellParams) -> np.ndarray:
+    """Signed distance (mm) to the limb at the band's nodes, in the band's order.
+
+    The limb's distance is smooth where the wall is (a few mm off the skin),
+    so it is computed on every ``params.distance_every``-th node and
+    interpolated trilinearly between them [eng: within 0.05 mm on skin
+    curved to a 10 mm radius].
+    """
+    k = params.distance_every
+    # The sparse nodes around every band node.
+    sparse = ndimage.binary_dilation(band[::k, ::k, ::k], iterations=1)
+    where = np.argwhere(sparse)
+    grid = np.zeros(sparse.shape, dtype=np.float64)
+    grid[tuple(where.T)] = distance(lo + step * k * where)
+    return ndimage.map_coordinates(grid, (np.argwhere(band) / k).T, order=1, mode="nearest")
 
 
 def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickness: float,
@@ -187,47 +367,21 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
         When the trimlines leave no shell.
     """
     step = params.grid_mm
-    reach = clearance + thickness + flare + params.band_margin_mm
     distance = LimbDistance(limb)
-    # Nodes near the wall: the limb's vertices and face centres stepped out
-    # along their normals through the wall's depth, voxelised, dilated.
-    # Supports press the wall's inner face into the limb.
-    inner = min(max(clearance - params.band_margin_mm, 0.0),
-                clearance - press_most - params.band_margin_mm)
-    seeds = np.vstack([limb.vertices, limb.triangles_center])
-    normals = np.vstack([limb.vertex_normals, limb.face_normals])
-    offsets = np.arange(inner, reach + extra_most + step / 2, step / params.band_probes_per_cell)
-    probes = seeds[:, None, :] + normals[:, None, :] * offsets[None, :, None]
-    if extra is not None or press is not None:
-        # Only where the corrections add clearance does the wall reach further
-        # out, and only where supports press in does it reach into the limb.
-        further = extra(seeds)[:, None] if extra is not None else 0.0
-        pressed = press(seeds)[:, None] if press is not None else 0.0
-        near = ((offsets[None, :] <= reach + further + step)
-                & (offsets[None, :] >= clearance - pressed - params.band_margin_mm - step))
-        probes = probes[near]
-    probes = probes.reshape(-1, 3)
     plates = getattr(trim, "plates", [])
-    for _, (lo_p, hi_p) in plates:
-        lo_p, hi_p = lo_p - params.band_margin_mm, hi_p + params.band_margin_mm
-        axes = [np.arange(lo_p[i], hi_p[i] + step, step) for i in range(3)]
-        probes = np.vstack([probes, np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)])
-    probes = probes[trim(probes) < params.band_margin_mm + params.flare_reach_mm]
-    if len(probes) == 0:
+    # The wall's faces lie this far from the skin at most (corrections and the
+    # edge flare included); supports press its inner face into the limb.
+    nearest = min(clearance - press_most, clearance) - params.band_margin_mm
+    furthest = clearance + thickness + flare + extra_most + params.band_margin_mm
+    lo, band = _band(limb, distance, trim, plates, nearest, furthest, step, params)
+    if not band.any():
         raise CannotServeError("the trimlines leave no shell on this limb; check the "
                                "prescription's trimlines against the landmarks")
-    lo = probes.min(axis=0) - 4 * step
-    hi = probes.max(axis=0) + 4 * step
-    shape = np.ceil((hi - lo) / step).astype(int) + 1
-    band = np.zeros(shape, dtype=bool)
-    band[tuple(np.round((probes - lo) / step).astype(np.int64).T)] = True
-    band = ndimage.binary_dilation(band, iterations=1)
+    shape = np.array(band.shape)
     nodes = lo + step * np.argwhere(band)
-    d = distance(nodes)
+    d = _band_distance(distance, band, lo, step, params)
     t = trim(nodes)
-    # Clearance opens towards the trim edges (edge flare).
-    opening = flare * np.clip(1.0 + t / params.flare_reach_mm, 0.0, 1.0) ** 2
-    inner = clearance + opening
+    inner = clearance + edge_opening(t, flare, params)
     if extra is not None:
         inner = inner + extra(nodes)
     outer = inner + thickness
@@ -260,9 +414,12 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     if mesh.volume < 0:
         mesh.invert()
     # Marching cubes leaves a grid's roughness on the faces; Taubin smoothing
-    # takes it off without shrinking the wall.
+    # takes it off, and each vertex then goes back onto the field's zero
+    # level along the field's gradient, so smoothing neither thins nor
+    # thickens the wall (it did, by ~0.1 mm where the wall curves).
     raw = mesh.vertices.copy()
     trimesh.smoothing.filter_taubin(mesh, iterations=params.smoothing_iterations)
+    mesh.vertices = _onto_level(np.asarray(mesh.vertices), volume, lo, step, params)
     mesh = _simplify_without_crossings(mesh, raw, params)
     # Checks run on exactly what the files hold: STL stores float32.
     mesh.vertices = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64)

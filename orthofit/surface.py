@@ -26,7 +26,7 @@ from .errors import CannotServeError
 from .params import SurfaceParams
 
 __all__ = ["ClosedLimb", "CutPlane", "cut_height", "cut_plane", "implicit_distance",
-           "close_limb"]
+           "close_limb", "genus"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ _FAR_SUBSAMPLE = 8
 _FAR_FACE_ON_COS = 0.5
 # Coarse nodes with no scanned point within this many cells are far nodes.
 _FAR_COARSE_CELLS = 3
+# Gaps of up to this many cells are closed (a ball's radius), and the filled
+# field is settled by a Gaussian of this many cells before marching cubes [eng].
+_CLOSE_CELLS = 2
+_SETTLE_CELLS = 0.5
 # Grid cells of padding around the limb so the surface never touches the grid edge.
 _PAD_CELLS = 3
 # The sole's outline needs this many points near the floor.
@@ -189,7 +193,7 @@ def implicit_distance(query: np.ndarray, tree: cKDTree, normals: np.ndarray, *,
 
 
 def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
-               params: SurfaceParams) -> ClosedLimb:
+               params: SurfaceParams, foot_length: float | None = None) -> ClosedLimb:
     """Close the scanned limb into one watertight surface.
 
     Parameters
@@ -198,6 +202,8 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
     normals : (n, 3) float, unit, outward (see :func:`orient_normals`)
     cut : the flat cut at the top (see :func:`cut_plane`), or its height
     params : grid step, neighbourhood and fill tolerance
+    foot_length : mm, with the heel at x = 0 and the toes towards +x; the toes
+        (ahead of ``params.toes_from_share`` of it) close down to the floor
 
     Raises
     ------
@@ -234,6 +240,8 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
     # field's sign wavers beside the scan) are opened away; toes survive.
     inside = volume < 0
     volume[inside & ~ndimage.binary_opening(inside, iterations=_OPEN_CELLS)] = step
+    # The sole as the floor held it, where the scanner did not see it.
+    volume[_unseen_sole(volume < 0, faxes, points, tree, params, foot_length)] = -step
     # Voids inside the limb, and crevices reaching up from the unseen sole,
     # are limb: nothing the scanner could not see lies under a foot that
     # stands on the floor.  With the floor counted solid they are enclosed.
@@ -254,6 +262,75 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
         np.moveaxis(plane, axis, 0)[[0, 2]] = False
         solid = ndimage.binary_fill_holes(solid, structure=plane)
     volume[solid & ~inside] = -step
+    # Gaps narrower than a few cells (the step where the sole was filled,
+    # clefts between toes, a handle left by the field's wavering) are closed
+    # too: the closed limb is a solid leg, genus 0, and closing only adds.
+    inside = volume < 0
+    closed = ndimage.binary_fill_holes(ndimage.binary_closing(inside, structure=_ball(_CLOSE_CELLS),
+                                                              border_value=0))
+    mesh = _surface_of(np.where(closed & ~inside, -step, volume), lo, step, coarse)
+    if genus(mesh) > 0:
+        # A handle left: surface the field made where nothing was scanned (a
+        # fin or an arch off the toes of a sparse scan).  Limb whose nearest
+        # outside is much nearer than its nearest scanned point goes, if that
+        # leaves fewer handles; elsewhere nothing is taken away.
+        trimmed = closed & ~_unscanned_surface(closed, faxes, tree, cut, params)
+        trimmed = ndimage.binary_opening(trimmed, iterations=_OPEN_CELLS)
+        again = _surface_of(np.where(trimmed, np.minimum(volume, -step),
+                                     np.maximum(volume, step)), lo, step, coarse)
+        if genus(again) < genus(mesh):
+            log.info("closed limb: %d handle(s) of unscanned surface taken off (%.1f cm³)",
+                     genus(mesh) - genus(again),
+                     float((closed & ~trimmed).sum()) * step ** 3 / 1000.0)
+            mesh = again
+    gap, _ = tree.query(mesh.vertices, distance_upper_bound=params.filled_distance_mm)
+    filled = ~np.isfinite(gap)
+    log.info("closed limb: %d vertices (%d filled), watertight=%s, genus %d",
+             len(mesh.vertices), int(filled.sum()), mesh.is_watertight, genus(mesh))
+    return ClosedLimb(mesh=mesh, filled=filled, top_z=_whole_below(mesh, cut, step), cut=cut)
+
+
+def _unscanned_surface(solid: np.ndarray, axes: list[np.ndarray], tree: cKDTree,
+                       cut: CutPlane, params: SurfaceParams) -> np.ndarray:
+    """Nodes of ``solid`` whose nearest scanned point is more than ``_SPURIOUS_MM``
+    farther than their nearest outside node through the skin: solid no scan
+    shows, above the sole (filled on purpose) and away from the cut (closed
+    on purpose)."""
+    step = params.grid_mm
+    # Depth to the outside through the skin only: below the floor and beyond
+    # the cut count as limb, the sole and the cap being closed on purpose.
+    x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
+    height = ((x - cut.point[0]) * cut.normal[0] + (y - cut.point[1]) * cut.normal[1]
+              + (z - cut.point[2]) * cut.normal[2])
+    closed_off = (z < 0) | (height > 0)
+    depth = ndimage.distance_transform_edt(solid | closed_off) * step
+    ijk = np.argwhere(solid & (depth <= _SPURIOUS_DEPTH_MM))
+    nodes = np.stack([axes[a][ijk[:, a]] for a in range(3)], axis=1)
+    reach = depth[tuple(ijk.T)] + _SPURIOUS_MM
+    nearest, _ = tree.query(nodes, distance_upper_bound=_SPURIOUS_DEPTH_MM + _SPURIOUS_MM)
+    spurious = ((nearest > reach) & (nodes[:, 2] > params.sole_band_mm)
+                & (cut.height(nodes) < -_SPURIOUS_MM))
+    out = np.zeros(solid.shape, dtype=bool)
+    out[tuple(ijk[spurious].T)] = True
+    return out
+
+
+# Solid within this depth (mm) of the outside, and more than this farther
+# from the scan than from the outside, is the field's invention when it makes
+# a handle [eng].
+_SPURIOUS_DEPTH_MM = 15.0
+_SPURIOUS_MM = 4.0
+
+
+def _surface_of(volume: np.ndarray, lo: np.ndarray, step: float,
+                coarse: float) -> trimesh.Trimesh:
+    """The closed limb's mesh from its field on the fine grid (mm, device frame).
+
+    A light blur settles the cells the fills made all-or-nothing, so marching
+    cubes meets no ambiguous corners (they would open tunnels) [eng: within
+    0.1 mm of the field elsewhere].
+    """
+    volume = ndimage.gaussian_filter(np.clip(volume, -coarse, coarse), _SETTLE_CELLS)
     # The grid's outer faces are outside, whatever the field says.
     for axis in range(3):
         np.moveaxis(volume, axis, 0)[[0, -1]] = coarse
@@ -261,15 +338,101 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
         raise CannotServeError("no closed limb surface could be formed from the scan; "
                                "scan the limb again with fewer gaps")
     verts, faces, _, _ = marching_cubes(volume, level=0.0, spacing=(step, step, step))
-    verts += lo
-    mesh = _largest_body(trimesh.Trimesh(verts, faces, process=True))
+    mesh = _largest_body(trimesh.Trimesh(verts + lo, faces, process=True))
     if mesh.volume < 0:
         mesh.invert()
-    gap, _ = tree.query(mesh.vertices, distance_upper_bound=params.filled_distance_mm)
-    filled = ~np.isfinite(gap)
-    log.info("closed limb: %d vertices (%d filled), watertight=%s",
-             len(mesh.vertices), int(filled.sum()), mesh.is_watertight)
-    return ClosedLimb(mesh=mesh, filled=filled, top_z=_whole_below(mesh, cut, step), cut=cut)
+    return mesh
+
+
+def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
+                 tree: cKDTree, params: SurfaceParams,
+                 foot_length: float | None = None) -> np.ndarray:
+    """Grid nodes to add under the foot: the unseen sole closed flat on z = 0.
+
+    A standing foot's sole touches the floor, and the lowest few millimetres
+    of its sides graze it: the scanner sees neither, and the implicit surface
+    there can rise in notches, cavities and separate toe lobes that the wall
+    would follow up into the sole.  The foot's outline is taken from its
+    lowest scanned sections (below ``params.sole_band_mm``), closed across the
+    gaps between the toes (``params.toe_gap_mm``) and carried straight down,
+    never pulled in: every column inside it is limb from z = 0 up to where
+    the limb begins, unless the scanner saw the skin there (the arch of a
+    foot hanging free).  Under the toes (ahead of ``params.toes_from_share``
+    of ``foot_length``) every column is limb down to the floor, seen or not,
+    and between them up to the lower of the neighbouring toes' tops: the toes
+    close as one block, with no lobes or clefts for a wall to wrap.  Everything
+    filled errs outward, so a device made around it never presses into skin
+    that was not seen.
+
+    Returns a boolean mask of the grid's shape.
+    """
+    step = params.grid_mm
+    z = axes[2]
+    above = np.flatnonzero(z > 0)
+    band = np.flatnonzero((z > 0) & (z <= params.sole_band_mm))
+    add = np.zeros(inside.shape, dtype=bool)
+    if len(above) == 0 or len(band) == 0:
+        return add
+    z0 = int(above[0])
+    # The outline: the lowest scanned sections and the limb's own lowest nodes.
+    low = points[points[:, 2] <= params.sole_band_mm]
+    outline = inside[:, :, band].any(axis=2)
+    if len(low):
+        ij = np.round((low[:, :2] - [axes[0][0], axes[1][0]]) / step).astype(np.int64)
+        ok = (ij >= 0).all(axis=1) & (ij < outline.shape).all(axis=1)
+        outline[ij[ok, 0], ij[ok, 1]] = True
+    reach = max(1, int(round(params.toe_gap_mm / (2 * step))))
+    disk = _disk(reach)
+    outline = ndimage.binary_fill_holes(ndimage.binary_closing(outline, structure=disk,
+                                                               border_value=0))
+    column = inside[:, :, z0:]
+    has = column.any(axis=2)
+    first = z0 + np.argmax(column, axis=2)
+    top = z0 + column.shape[2] - 1 - np.argmax(column[:, :, ::-1], axis=2)
+    # Columns with limb above: fill up to where it begins, if that skin was not
+    # seen and it begins low, inside the outline or outside it (a side that
+    # bulges over the lowest sections would leave a crevice under it); never
+    # a pillar under what overhangs higher up (a tuberosity, the malleoli).
+    low = has & (z[first] <= params.sole_band_mm + params.sole_bulge_mm)
+    ii, jj = np.nonzero(low)
+    bottom = np.stack([axes[0][ii], axes[1][jj], z[first[ii, jj]]], axis=1)
+    seen = np.isfinite(tree.query(bottom, distance_upper_bound=params.filled_distance_mm)[0])
+    seen &= bottom[:, 2] > params.sole_seen_above_mm
+    if foot_length is not None:
+        seen &= bottom[:, 0] < params.toes_from_share * foot_length
+    for i, j, f in zip(ii[~seen], jj[~seen], first[ii[~seen], jj[~seen]]):
+        add[i, j, z0:f] = True
+    # Gaps between the toes: up to the lowest neighbouring top.
+    tops = np.where(has, top, np.iinfo(np.int64).max)
+    lowest_top = ndimage.grey_erosion(tops, footprint=disk, mode="nearest")
+    gi, gj = np.nonzero(outline & ~has & (lowest_top < np.iinfo(np.int64).max))
+    for i, j in zip(gi, gj):
+        add[i, j, z0:lowest_top[i, j] + 1] = True
+    return add & ~inside
+
+
+def _ball(radius: int) -> np.ndarray:
+    """A ball of ``radius`` cells as a 3-D structuring element."""
+    r = np.arange(-radius, radius + 1)
+    return (r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2) <= radius ** 2
+
+
+def _disk(radius: int) -> np.ndarray:
+    """A disk of ``radius`` cells as a 2-D structuring element."""
+    r = np.arange(-radius, radius + 1)
+    return (r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius
+
+
+def genus(mesh: trimesh.Trimesh) -> int:
+    """The genus of a closed mesh (its handles and tunnels), from its Euler number.
+
+    >>> genus(trimesh.creation.icosphere()), genus(trimesh.creation.torus(2.0, 0.5))
+    (0, 1)
+    """
+    bodies = len(trimesh.graph.connected_components(mesh.face_adjacency,
+                                                    nodes=np.arange(len(mesh.faces)),
+                                                    min_len=1))
+    return int(round((2 * bodies - mesh.euler_number) / 2))
 
 
 def _whole_below(mesh: trimesh.Trimesh, cut: CutPlane, step: float) -> float:

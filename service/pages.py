@@ -66,6 +66,7 @@ def review_data(case: Any, version: Any, report: dict | None, out: Path, *,
         colours = _glb_meta(out)
         data.update({"checks": report["checks"], "measurements": report["measurements"],
                      "stiffness": report.get("stiffness"),
+                     "warnings": list(report.get("warnings") or []),
                      "passed": report["passed"], "glb": glb, **colours})
     return data
 
@@ -86,11 +87,14 @@ def _glb_meta(out: Path) -> dict:
 
 
 def _make_glb(out: Path) -> None:
-    from orthofit.io import read_limb_ply, read_mesh
+    from orthofit.io import read_mesh
+    from orthofit.pipeline import design_limb
     from orthofit.scene import review_glb as make
 
     report = json.loads((out / "report.json").read_text())
-    limb, _ = read_limb_ply(out / "limb.ply")
+    # The limb the device was made around: the corrected one for an ankle
+    # turned by a correction (issue #18).
+    limb = design_limb(out)
     data, meta = make(read_mesh(out / "device.stl"), limb,
                       clearance_mm=report["prescription"]["clearance_mm"])
     atomic_write(out / "review.glb", lambda tmp: Path(tmp).write_bytes(data))

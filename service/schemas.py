@@ -188,6 +188,8 @@ class ReviewPublic(BaseModel):
     checks: dict[str, Any] | None = None
     measurements: dict[str, Any] | None = None
     stiffness: dict[str, Any] | None = None
+    #: What the clinician must check before approving (side, estimated landmarks...).
+    warnings: list[str] | None = None
     passed: bool | None = None
     glb: str | None = None
 

@@ -102,3 +102,61 @@ def test_a_leaf_spring_is_laid_with_its_shank_along_the_layers():
 
 def _shift(x: float, y: float, z: float) -> np.ndarray:
     return trimesh.transformations.translation_matrix((x, y, z))
+
+
+# Holes (issue #16): a through-hole adds one to the genus; a notch at an edge
+# leaves the genus alone and is found by looking for the wall.
+
+def _cup_with(cuts):
+    limb = trimesh.creation.icosphere(subdivisions=5, radius=40.0)
+    shell = build_shell(limb, lambda p: p[:, 2] - 10.0, clearance=CLEARANCE_MM,
+                        thickness=THICKNESS_MM, flare=0.0, cuts=cuts)
+    return limb, shell
+
+
+def _holes(limb, shell, covers, intended=0):
+    return run_checks(shell, limb, clearance_mm=CLEARANCE_MM, thickness_mm=THICKNESS_MM,
+                      material=MATERIALS["PA12"], printer=PRINTERS["fdm-250"],
+                      covers=covers, intended_openings=intended)["no_unintended_holes"]
+
+
+def _rim(p):
+    return p[:, 2] - 10.0 + 2.5   # inside the trimline by more than the rounded edge
+
+
+def test_a_whole_cup_has_no_holes(cup):
+    limb, shell = cup
+    row = _holes(limb, shell, _rim)
+    assert row["passed"], row
+    assert row["value"]["genus"] == 0 and row["value"]["looked_at"] > 1000
+
+
+def _through_bottom(p):
+    """Negative inside a vertical cylinder of radius 6 mm through the cup's bottom
+    (the sign of the shell's ``cuts``)."""
+    return np.where(p[:, 2] < -20.0, np.hypot(p[:, 0], p[:, 1]) - 6.0, 1.0)
+
+
+def test_a_hole_through_the_wall_is_found_unless_intended():
+    limb, shell = _cup_with(_through_bottom)
+    assert shell.is_watertight
+    unintended = _holes(limb, shell, _rim)
+    assert not unintended["passed"]
+    assert unintended["value"]["genus"] == 1
+    # ~113 mm² of wall missing, seen from the skin 42 mm in: about 100 mm².
+    assert 40.0 < unintended["value"]["holes_mm2"] < 250.0
+    # Intended (a vent), with the wall not asked for over it: it passes.
+    intended = _holes(limb, shell, lambda p: np.maximum(_rim(p), 3.0 - _through_bottom(p)),
+                      intended=1)
+    assert intended["passed"], intended
+
+
+def test_a_notch_at_the_rim_keeps_the_genus_and_is_still_found():
+    def notch(p):
+        # A slot 16 mm wide from the rim down to z = -10 on the +x side.
+        return -np.minimum.reduce([8.0 - np.abs(p[:, 1]), p[:, 2] + 10.0, p[:, 0]])
+
+    limb, shell = _cup_with(notch)
+    row = _holes(limb, shell, _rim)
+    assert row["value"]["genus"] == 0
+    assert not row["passed"] and row["value"]["holes_mm2"] > 100.0, row

@@ -94,8 +94,10 @@ def test_growth_width_widens_the_foot_section(scanned):
         result = run_design(intake, Prescription(
             device="solid-afo", trimlines={"proximal_height_mm": 250.0},
             corrections={"reliefs": [], "growth_width_mm": growth}))
-        # From the middle of the foot outwards on both sides, to the wall's inner face.
-        inside = _to_device(to_device, np.array([x, 0.0, 15.0]))
+        # From the middle of the foot outwards on both sides, to the wall's inner
+        # face, at a height where the foot's sides stand upright (its widest), so
+        # that the wall's move along its normal is a move across the foot.
+        inside = _to_device(to_device, np.array([x, 0.0, 8.0]))
         widths.append(_gap_along(result.device, inside, np.array([0.0, 1.0, 0.0]))
                       + _gap_along(result.device, inside, np.array([0.0, -1.0, 0.0])))
     assert widths[1] - widths[0] == pytest.approx(8.0, abs=0.6)

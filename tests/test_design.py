@@ -21,7 +21,7 @@ REPORT_KEYS = REQUIRED_KEYS | {"prescription", "checks", "passed", "print", "tim
                                "stiffness", "versions"}
 CHECKS = {"watertight", "winding_consistent", "single_body", "positive_volume",
           "no_self_intersection", "wall_thickness", "clearance", "fits_printer", "volume_cm3",
-          "mass_g", "triangles"}
+          "mass_g", "triangles", "no_unintended_holes"}
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +151,23 @@ def test_prescription_file_with_unknown_field_exits_2(scan_file, tmp_path, cli):
     assert result.code == 2 and "colour" in result.stderr
 
 
+def test_a_yaml_slip_exits_2_naming_its_line(scan_file, tmp_path, cli):
+    rx = tmp_path / "rx.yaml"
+    rx.write_text("device: solid-afo\nscan:\n  case_ref: C-1\n   side: left\n")
+    result = cli("design", scan_file, "-o", tmp_path / "out", "--prescription", rx)
+    assert result.code == 2, result.stderr
+    assert "not valid YAML at line 4" in result.stderr and "internal" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_files_are_named(scan_file, tmp_path, cli):
+    rx = cli("design", scan_file, "-o", tmp_path / "out", "--prescription", tmp_path / "rx.yaml")
+    # (the terminal's width may wrap the line)
+    assert rx.code == 2 and str(tmp_path / "rx.yaml") in "".join(rx.stderr.split())
+    scan = cli("design", tmp_path / "scan.ply", "-o", tmp_path / "out")
+    assert scan.code == 3 and str(tmp_path / "scan.ply") in "".join(scan.stderr.split())
+
+
 def test_committed_schema_is_in_step():
     committed = json.loads((ROOT / "schemas" / "prescription.schema.json").read_text())
     assert committed == prescription_schema()
@@ -169,3 +186,14 @@ def test_check_command_on_a_box(tmp_path, cli):
     checks = json.loads(result.stdout)
     assert checks["watertight"]["passed"] and checks["volume_cm3"]["value"] == pytest.approx(210.0)
     assert np.isclose(checks["mass_g"]["value"], 210.0 * 1.01, rtol=1e-3)
+
+
+def test_check_command_reads_the_3mf_design_writes(designed, cli):
+    # The 3MF the lab receives is checked like the STL (trimesh reads 3MF with lxml).
+    _, out = designed
+    from_3mf = cli("check", out / "device.3mf", "--json")
+    from_stl = cli("check", out / "device.stl", "--json")
+    assert from_3mf.code == 0, from_3mf.stderr
+    a, b = json.loads(from_3mf.stdout), json.loads(from_stl.stdout)
+    assert a["triangles"]["value"] == b["triangles"]["value"]
+    assert a["volume_cm3"]["value"] == pytest.approx(b["volume_cm3"]["value"], abs=0.01)

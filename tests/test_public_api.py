@@ -39,3 +39,16 @@ def test_exit_codes_are_distinct():
     codes = {cls.exit_code for cls in (orthofit.UsageError, orthofit.ScanFileError,
                                        orthofit.CannotServeError, orthofit.CheckFailedError)}
     assert codes == {2, 3, 4, 5}
+
+
+def test_the_command_line_starts_without_the_geometry_libraries():
+    # `orthofit --help` and a refused input answer without loading Open3D,
+    # trimesh or SciPy (issue #17: --help under 1 s; bench/bench_startup.py).
+    import subprocess
+    import sys
+    probe = ("import sys, orthofit.cli, orthofit; orthofit.__all__; "
+             "print(sorted(m for m in ('open3d', 'trimesh', 'scipy', 'skimage') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -31,6 +31,8 @@ from tests.service_helpers import (Server, auth, fresh_database, make_keys, pres
                                    wait_for)
 
 FOOT = SCANS / "adult_left_footonly_mm_zup.ply"
+# A design that takes a while (a solid AFO with its stiffness), for the tests that kill one.
+LEG = SCANS / "adult_left_floor_mm_zup.ply"
 DATABASES = ["sqlite", "postgresql"]
 
 
@@ -386,7 +388,8 @@ def test_a_killed_service_leaves_no_design_and_its_job_runs_exactly_once_more(tm
     second = None
     try:
         with httpx.Client(base_url=first.url, timeout=60) as client:
-            case_id = _submit(client, keys["clinic"]).json()["case_id"]
+            case_id = _submit(client, keys["clinic"], scan=LEG,
+                              rx=prescription(device="solid-afo")).json()["case_id"]
         deadline = time.monotonic() + 60
         while not design_processes(case_id):
             assert time.monotonic() < deadline, "no design process appeared"

@@ -251,6 +251,13 @@ function renderSummary(data) {
   if (typeof data.passed === 'boolean') summary.classList.toggle('failed', !data.passed);
 }
 
+// What the design warns of (a side hard to tell, an estimated fibular head...), at the top.
+function renderWarnings(warnings) {
+  const list = $('warnings');
+  list.replaceChildren(...(warnings || []).map((w) => el('li', { text: w })));
+  $('warnings-panel').hidden = !(warnings && warnings.length);
+}
+
 function renderChecks(checks) {
   const body = $('checks').querySelector('tbody');
   body.replaceChildren();
@@ -593,6 +600,7 @@ async function load() {
   $('content').hidden = false;
   renderHeader(data);
   renderSummary(data);
+  renderWarnings(data.warnings);
   renderActions(data);
   const ready = data.status === 'ready';
   $('viewer-panel').hidden = !ready;
