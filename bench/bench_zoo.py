@@ -57,7 +57,7 @@ def table(rows: list[dict]) -> str:
              "fibular head mm | result |", "|---|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         side = "" if r["side_found"] is None else (
-            "right" if r["side_found"] == r["side_truth"] else f"**{r['side_found']}**")
+            "correct" if r["side_found"] == r["side_truth"] else f"**wrong: {r['side_found']}**")
         result = "pass" if r["passed"] else (
             f"refused: {r['refused']}" if r["refused"] else "fail: " + "; ".join(r["failures"]))
         lines.append(f"| {r['name']} | {r['extent_truth']} | {r['extent_found'] or ''} | "

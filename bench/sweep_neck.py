@@ -14,7 +14,6 @@ import argparse
 import json
 import sys
 import traceback
-from pathlib import Path
 
 import numpy as np
 
@@ -24,12 +23,11 @@ from orthofit.prescription import Prescription
 from orthofit.tuning import TuningParams
 from bench.bench_zoo import RESULTS
 
-SCANS = Path(__file__).resolve().parent.parent / "scans"
-
-
 def _intakes():
-    for path in sorted(SCANS.glob("*_*_*.p*")) + sorted(SCANS.glob("child_*.stl")):
-        if "truth" in path.name or "footonly" in path.name:
+    from tests.test_samples import SAMPLES
+
+    for path in SAMPLES:
+        if "footonly" in path.name:
             continue
         yield path.stem, inspect_file(path, IntakeOptions())
     from tests.analytic import AnalyticLimb, scan_points
@@ -53,8 +51,10 @@ def main() -> int:
                 row = {"scan": name, "device": device, "offset_mm": round(float(offset), 2)}
                 try:
                     result = run_design(intake, rx)
-                    row["k_sagittal"] = result.stiffness.get("k_axis", {}).get("sagittal") \\
-                        if isinstance(result.stiffness, dict) else None
+                    block = result.stiffness
+                    row["k_sagittal"] = (block["planes"]["sagittal"]["k_axis"]
+                                         if block.get("reported") else None)
+                    row["loose_volume_share"] = block.get("loose_volume_share")
                     row["failed"] = [k for k, v in result.checks.items() if not v["passed"]]
                 except OrthofitError as exc:
                     row.update(exit_code=exc.exit_code, refused=str(exc))

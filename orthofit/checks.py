@@ -209,9 +209,9 @@ def _clearance_check(found: Clearance, clearance_mm: float, params: CheckParams,
     extra = {}
     if landmarks is not None:
         extra["where"] = describe_location(found.points[least], landmarks)
+    within = params.clearance_median_tolerance_mm
     return _check(value, {"min_above": -params.penetration_tolerance_mm,
-                          "median_within": [_r(clearance_mm - params.clearance_median_tolerance_mm),
-                                            _r(clearance_mm + params.clearance_median_tolerance_mm)]},
+                          "median_within": [_r(clearance_mm - within), _r(clearance_mm + within)]},
                   passed, **extra)
 
 

@@ -266,8 +266,8 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
     # clefts between toes, a handle left by the field's wavering) are closed
     # too: the closed limb is a solid leg, genus 0, and closing only adds.
     inside = volume < 0
-    closed = ndimage.binary_fill_holes(ndimage.binary_closing(inside, structure=_ball(_CLOSE_CELLS),
-                                                              border_value=0))
+    closed = ndimage.binary_fill_holes(
+        ndimage.binary_closing(inside, structure=_ball(_CLOSE_CELLS), border_value=0))
     mesh = _surface_of(np.where(closed & ~inside, -step, volume), lo, step, coarse)
     if genus(mesh) > 0:
         # A handle left: surface the field made where nothing was scanned (a
@@ -355,9 +355,11 @@ def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
     would follow up into the sole.  The foot's outline is taken from its
     lowest scanned sections (below ``params.sole_band_mm``), closed across the
     gaps between the toes (``params.toe_gap_mm``) and carried straight down,
-    never pulled in: every column inside it is limb from z = 0 up to where
-    the limb begins, unless the scanner saw the skin there (the arch of a
-    foot hanging free).  Under the toes (ahead of ``params.toes_from_share``
+    never pulled in: every column where the limb begins low (within
+    ``params.sole_bulge_mm`` above the band, so the sides that bulge over the
+    lowest sections too) is limb from z = 0 up to where the limb begins,
+    unless the scanner saw the skin there (the arch of a foot hanging free).
+    Under the toes (ahead of ``params.toes_from_share``
     of ``foot_length``) every column is limb down to the floor, seen or not,
     and between them up to the lower of the neighbouring toes' tops: the toes
     close as one block, with no lobes or clefts for a wall to wrap.  Everything
@@ -393,8 +395,8 @@ def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
     # seen and it begins low, inside the outline or outside it (a side that
     # bulges over the lowest sections would leave a crevice under it); never
     # a pillar under what overhangs higher up (a tuberosity, the malleoli).
-    low = has & (z[first] <= params.sole_band_mm + params.sole_bulge_mm)
-    ii, jj = np.nonzero(low)
+    begins_low = has & (z[first] <= params.sole_band_mm + params.sole_bulge_mm)
+    ii, jj = np.nonzero(begins_low)
     bottom = np.stack([axes[0][ii], axes[1][jj], z[first[ii, jj]]], axis=1)
     seen = np.isfinite(tree.query(bottom, distance_upper_bound=params.filled_distance_mm)[0])
     seen &= bottom[:, 2] > params.sole_seen_above_mm

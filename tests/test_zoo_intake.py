@@ -182,8 +182,16 @@ def test_a_side_hard_to_tell_is_warned_of_in_the_report(tmp_path):
     """Issue #15.7: a side confidence of 0.09 warned only in inspect."""
     from orthofit.pipeline import write_design
 
-    name = "mh_child6_l_floor_bk20_ply_mm_y"
-    result, found = _intake(name)
+    # A limb whose two sides are mirror images (malleoli at one height, neither
+    # further back; an ellipsoid foot) gives no cue: its side cannot be told.
+    from orthofit import RawScan, run_intake
+    from tests.analytic import AnalyticLimb, scan_points
+
+    limb = AnalyticLimb(medial_malleolus_height=74.0, lateral_malleolus_height=74.0,
+                        malleolus_x_offset=0.0)
+    points, _ = scan_points(limb, seed=3)
+    result = run_intake(RawScan(points, None, "xyz", "0" * 64), IntakeOptions())
+    found = json.loads(json.dumps(result.to_json()))
     assert found["side"]["confidence"] < 0.5
     design = run_design(result, Prescription(device="foot-orthosis"))
     write_design(tmp_path, design)
