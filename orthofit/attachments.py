@@ -282,16 +282,18 @@ def _place_strap(site: str, width: int, surface: _Surface, others: list[Cut],
     narrows towards the knee there and the skin under the slots is not flat,
     a little lower (``_CALF_DROPS_MM``); an ankle or forefoot strap where its
     site puts it, or a little behind or ahead (``_SHIFTS_MM``)."""
-    drops = _CALF_DROPS_MM if site == "proximal_calf" else _SHIFTS_MM
-    for drop in drops:
-        placed = _place_strap_at(site, width, surface, others, margin, drop)
+    offsets = _CALF_DROPS_MM if site == "proximal_calf" else _SHIFTS_MM
+    for offset in offsets:
+        placed = _place_strap_at(site, width, surface, others, margin, offset)
         if placed is not None:
             return placed
     return None
 
 
 def _place_strap_at(site: str, width: int, surface: _Surface, others: list[Cut],
-                    margin: float, drop: float) -> tuple[int, list[Cut]] | None:
+                    margin: float, offset: float) -> tuple[int, list[Cut]] | None:
+    """:func:`_place_strap` at one place: ``offset`` mm below the highest (a calf
+    strap) or along x from the site (an ankle or forefoot strap)."""
     lm = surface.lm
     half_length = (width + SLOT_PLAY_MM) / 2
     half_breadth = SLOT_BREADTH_MM / 2
@@ -300,16 +302,16 @@ def _place_strap_at(site: str, width: int, surface: _Surface, others: list[Cut],
     if site == "proximal_calf":
         top = surface.trim.summary["proximal_edge_z_mm"]
         # As high as the margin (and the edge's rounding) allows.
-        target = top - margin - half_length - surface.rounding - 1.0 - drop
+        target = top - margin - half_length - surface.rounding - 1.0 - offset
         near = inside & (np.abs(p[:, 2] - target) < 1.5) \
             & (np.abs(surface.normals[:, 2]) < _STEEPEST_CALF)
         hint = np.array([0.0, 0.0, 1.0])
     else:
         if site == "ankle":
-            target = float(lm["ankle_center"][0]) + _ANKLE_AHEAD_FL * foot_length + drop
+            target = float(lm["ankle_center"][0]) + _ANKLE_AHEAD_FL * foot_length + offset
         else:
             target = float(0.5 * (lm["mth1"][0] + lm["mth5"][0])) \
-                - _FOREFOOT_BEHIND_FL * foot_length + drop
+                - _FOREFOOT_BEHIND_FL * foot_length + offset
         # On the side walls, where they stand nearly upright: the cut goes
         # straight through the wall and not down into the footplate's rim.
         near = inside & (np.abs(p[:, 0] - target) < 1.5) \
