@@ -233,7 +233,7 @@ def openings(shell: trimesh.Trimesh, limb: trimesh.Trimesh, distance: LimbDistan
     the path must pass through the solid.  The skin behind the paths that
     do not is the holes' area.
     """
-    found = genus(shell)
+    handles = genus(shell)
     samples, _ = trimesh.sample.sample_surface(limb, params.hole_samples,
                                                seed=np.random.default_rng(seed + 2))
     scene, _ = raycasting_scene(shell)
@@ -253,10 +253,10 @@ def openings(shell: trimesh.Trimesh, limb: trimesh.Trimesh, distance: LimbDistan
     looked = along < 0
     out = looked & (gap > params.hole_tolerance_share * thickness_mm)
     area = float(out.sum() * limb.area / params.hole_samples)
-    value = {"genus": found, "intended_openings": intended, "looked_at": int(looked.sum()),
+    value = {"genus": handles, "intended_openings": intended, "looked_at": int(looked.sum()),
              "not_covered": int(out.sum()), "holes_mm2": _r(area, 1)}
     return _check(value, {"genus": intended, "holes_mm2": 0.0},
-                  found == intended and not out.any())
+                  handles == intended and not out.any())
 
 
 def describe_location(point: np.ndarray, landmarks: dict) -> str:

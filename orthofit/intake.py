@@ -240,7 +240,7 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
                                 "faces": int(len(mesh.faces)),
                                 "filled_vertices": int(closed.filled.sum()),
                                 "watertight": bool(mesh.is_watertight),
-                                "genus": surface.genus(mesh)}
+                                "genus": closed.genus}
     clock.done("close", f"{len(mesh.faces):,} triangles, "
                f"{100 * closed.filled.mean():.0f}% filled in")
 

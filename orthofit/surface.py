@@ -92,12 +92,14 @@ class ClosedLimb:
     filled : (n_vertices,) bool; True where the surface was filled in, not scanned
     top_z : float, mm; below this height the leg is whole (the cut's lowest point)
     cut : the plane of the flat cut at the top of the leg
+    genus : int; the surface's handles (0 for a solid leg)
     """
 
     mesh: trimesh.Trimesh
     filled: np.ndarray
     top_z: float
     cut: CutPlane | None = None
+    genus: int | None = None
 
 
 def cut_height(points: np.ndarray, params: SurfaceParams) -> float:
@@ -269,7 +271,8 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
     closed = ndimage.binary_fill_holes(
         ndimage.binary_closing(inside, structure=_ball(_CLOSE_CELLS), border_value=0))
     mesh = _surface_of(np.where(closed & ~inside, -step, volume), lo, step, coarse)
-    if genus(mesh) > 0:
+    handles = genus(mesh)
+    if handles > 0:
         # A handle left: surface the field made where nothing was scanned (a
         # fin or an arch off the toes of a sparse scan).  Limb whose nearest
         # outside is much nearer than its nearest scanned point goes, if that
@@ -278,16 +281,17 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
         trimmed = ndimage.binary_opening(trimmed, iterations=_OPEN_CELLS)
         again = _surface_of(np.where(trimmed, np.minimum(volume, -step),
                                      np.maximum(volume, step)), lo, step, coarse)
-        if genus(again) < genus(mesh):
+        fewer = genus(again)
+        if fewer < handles:
             log.info("closed limb: %d handle(s) of unscanned surface taken off (%.1f cm³)",
-                     genus(mesh) - genus(again),
-                     float((closed & ~trimmed).sum()) * step ** 3 / 1000.0)
-            mesh = again
+                     handles - fewer, float((closed & ~trimmed).sum()) * step ** 3 / 1000.0)
+            mesh, handles = again, fewer
     gap, _ = tree.query(mesh.vertices, distance_upper_bound=params.filled_distance_mm)
     filled = ~np.isfinite(gap)
     log.info("closed limb: %d vertices (%d filled), watertight=%s, genus %d",
-             len(mesh.vertices), int(filled.sum()), mesh.is_watertight, genus(mesh))
-    return ClosedLimb(mesh=mesh, filled=filled, top_z=_whole_below(mesh, cut, step), cut=cut)
+             len(mesh.vertices), int(filled.sum()), mesh.is_watertight, handles)
+    return ClosedLimb(mesh=mesh, filled=filled, top_z=_whole_below(mesh, cut, step), cut=cut,
+                      genus=handles)
 
 
 def _unscanned_surface(solid: np.ndarray, axes: list[np.ndarray], tree: cKDTree,
