@@ -127,7 +127,8 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
     ------
     CannotServeError
         When the scan cannot give the device (an AFO from a foot-only scan, a
-        trimline above the scanned leg, no foot).
+        trimline above the scanned leg, no foot, a foot orthosis from a scan
+        whose sole was never seen).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -145,6 +146,11 @@ def run_design(intake: IntakeResult, rx: Prescription, *,
         landmarks[name] = np.asarray(point, dtype=np.float64)
     if landmarks["heel"] is None or landmarks["toe_tip"] is None:
         raise CannotServeError("the scan gives no foot landmarks; scan the foot again")
+    if rx.device == "foot-orthosis" and intake.sole_unseen:
+        raise CannotServeError(
+            "the sole was not scanned and the scan shows no floor, so a foot orthosis's "
+            "plantar surface would be guessed; scan the foot standing on the floor, or with "
+            "the sole in view")
     limb, top_z, ankle = intake.limb, intake.top_z, None
 
     def shank(vertices: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ __all__ = [
     "PlantarPlane",
     "rim_width",
     "plantar_plane",
+    "sole_seen_share",
     "heel_forward",
     "transform",
     "scale_matrix",
@@ -223,6 +224,27 @@ def plantar_plane(points: np.ndarray, up: np.ndarray,
     support = np.percentile((touching - centre) @ normal, _SUPPORT_PERCENTILE)
     return PlantarPlane(normal=normal, point=centre + support * normal,
                         contact_mm2=float(contact[np.flatnonzero(down == best)[0]]))
+
+
+def sole_seen_share(points: np.ndarray, outward: np.ndarray,
+                    params: FrameParams = FrameParams()) -> float:
+    """How much of the limb near its support plane is sole: the share of the
+    points within ``params.sole_band_mm`` above z = 0 whose outward normal
+    looks down (within acos(``params.sole_down_cos``) of -z).
+
+    A scanned sole faces down; where the sole was not seen (a meshed scan
+    whose sole is an open hole, with no floor under it), the plantar plane
+    rests on the lowest rim of the foot's sides, whose normals look sideways.
+
+    Parameters
+    ----------
+    points : (n, 3) float, mm, levelled: z up, the support plane at z = 0
+    outward : (n, 3) float, unit, outward (``orthofit.normals.orient_normals``)
+    """
+    low = points[:, 2] <= params.sole_band_mm
+    if not low.any():
+        return 0.0
+    return float(np.mean(outward[low, 2] < -params.sole_down_cos))
 
 
 # Hull faces scored at once (bounds the (points x faces) array).

@@ -74,6 +74,9 @@ class IntakeResult:
     timings_s: dict[str, float]
     #: The flat cut closing the top of the leg (device frame).
     cut: surface.CutPlane | None = None
+    #: No floor and the sole was not scanned: the sole's depth is guessed
+    #: (outward), so no device may take its shape from it.
+    sole_unseen: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The intake JSON: the same scan and options give the same JSON."""
@@ -225,9 +228,15 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
     skeleton = normals.limb_skeleton(limb, foot.foot_length, surface_params)
     outward = normals.orient_normals(limb, clean.estimate_normals(limb, cleaning), skeleton,
                                      surface_params)
+    sole_unseen = False
+    if floor is None:
+        limb, lower, sole_unseen = _support_under_unseen_sole(limb, outward, frame_params,
+                                                              report["plantar_plane"], warnings)
+        to_device = lower @ to_device
     # The scanner's crop box is square to its up axis: so is the cut closing the leg.
     cut = surface.cut_plane(limb, surface_params, up=(to_device[:3, :3] @ up_dir))
-    closed = surface.close_limb(limb, outward, cut, surface_params, foot.foot_length)
+    closed = surface.close_limb(limb, outward, cut, surface_params, foot.foot_length,
+                                sole_unseen=sole_unseen)
     mesh = closed.mesh
     scanned = np.asarray(mesh.vertices)[~closed.filled]
     refined = anatomy.find_foot(scanned, anatomy_params, refine=True)
@@ -269,7 +278,37 @@ def run_intake(raw: RawScan, options: IntakeOptions, *,
         options=options, input_sha256=raw.sha256, units=units, up=up, side=side,
         scan_to_device=to_device, limb=mesh, filled=closed.filled, top_z=closed.top_z, cut=cut,
         foot_length=refined.foot_length, anatomy=found, cleaning=report,
-        warnings=warnings, timings_s=clock.timings)
+        warnings=warnings, timings_s=clock.timings, sole_unseen=sole_unseen)
+
+
+def _support_under_unseen_sole(limb: np.ndarray, outward: np.ndarray, params: FrameParams,
+                               plane_report: dict[str, Any], warnings: list[str]):
+    """With no floor, check the plantar plane lies under a scanned sole; if the
+    sole was not seen, lower the support by ``params.unseen_sole_drop_mm``.
+
+    The plane of a meshed scan whose sole is an open hole rests on the lowest
+    rim of the foot's sides, a few millimetres above the true sole: a shell
+    built on it would press into the sole.  Lowered, the closed sole errs
+    outward and a warning says so.  Records the share of sole found, whether
+    it was seen and the drop in ``plane_report``.
+
+    Returns the points (levelled: z = 0 on the support), the 4x4 translation
+    applied, and whether the sole was unseen.
+    """
+    share = frame.sole_seen_share(limb, outward, params)
+    unseen = share < params.sole_seen_share
+    drop = params.unseen_sole_drop_mm if unseen else 0.0
+    plane_report.update(sole_down_share=round(share, 3), sole_seen=not unseen,
+                        lowered_mm=drop)
+    lower = np.eye(4)
+    lower[2, 3] = drop
+    if unseen:
+        warnings.append(
+            f"the sole was not scanned and the scan shows no floor: the sole is taken "
+            f"{drop:.0f} mm below the lowest scanned skin, so the footplate may sit up to "
+            f"{drop:.0f} mm low; scan standing on the floor, or with the sole in view, for a "
+            "closer fit")
+    return limb + lower[:3, 3], lower, unseen
 
 
 def _up_candidates(points: np.ndarray, params: FrameParams) -> np.ndarray:

@@ -147,6 +147,19 @@ class FrameParams:
     # ...at least this many times wider than along the other axis; when
     # neither does, every up direction is tried [eng].
     rim_ratio: float = 1.3
+    # With no floor, the sole counts as scanned when at least this share of
+    # the points within ``sole_band_mm`` of the plantar plane face down (their
+    # outward normal within acos(``sole_down_cos``) = 45 deg of -z): a scanned
+    # sole gives 0.8-0.95, a mesh whose sole is an open hole (the plane then
+    # rests on the lowest rim of the foot's sides) under 0.1 [eng: measured on
+    # the scan zoo's meshed, coarse and hanging cases].
+    sole_band_mm: float = 10.0
+    sole_down_cos: float = 0.7
+    sole_seen_share: float = 0.3
+    # An unseen sole with no floor under it: the rim the plane rests on lies
+    # 4-8 mm above the true sole (3.6-7.6 mm on the zoo's meshed scans), so the
+    # support is lowered this far and the closed sole errs outward [eng].
+    unseen_sole_drop_mm: float = 8.0
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,8 @@ def implicit_distance(query: np.ndarray, tree: cKDTree, normals: np.ndarray, *,
 
 
 def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
-               params: SurfaceParams, foot_length: float | None = None) -> ClosedLimb:
+               params: SurfaceParams, foot_length: float | None = None, *,
+               sole_unseen: bool = False) -> ClosedLimb:
     """Close the scanned limb into one watertight surface.
 
     Parameters
@@ -206,6 +207,9 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
     params : grid step, neighbourhood and fill tolerance
     foot_length : mm, with the heel at x = 0 and the toes towards +x; the toes
         (ahead of ``params.toes_from_share`` of it) close down to the floor
+    sole_unseen : the scan shows no sole at all (no floor, the sole an open
+        hole): no column counts as seen, so every one that begins low closes
+        down to z = 0
 
     Raises
     ------
@@ -243,7 +247,8 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
     inside = volume < 0
     volume[inside & ~ndimage.binary_opening(inside, iterations=_OPEN_CELLS)] = step
     # The sole as the floor held it, where the scanner did not see it.
-    volume[_unseen_sole(volume < 0, faxes, points, tree, params, foot_length)] = -step
+    volume[_unseen_sole(volume < 0, faxes, points, tree, params, foot_length,
+                        sole_unseen)] = -step
     # Voids inside the limb, and crevices reaching up from the unseen sole,
     # are limb: nothing the scanner could not see lies under a foot that
     # stands on the floor.  With the floor counted solid they are enclosed.
@@ -350,7 +355,8 @@ def _surface_of(volume: np.ndarray, lo: np.ndarray, step: float,
 
 def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
                  tree: cKDTree, params: SurfaceParams,
-                 foot_length: float | None = None) -> np.ndarray:
+                 foot_length: float | None = None,
+                 sole_unseen: bool = False) -> np.ndarray:
     """Grid nodes to add under the foot: the unseen sole closed flat on z = 0.
 
     A standing foot's sole touches the floor, and the lowest few millimetres
@@ -362,7 +368,8 @@ def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
     never pulled in: every column where the limb begins low (within
     ``params.sole_bulge_mm`` above the band, so the sides that bulge over the
     lowest sections too) is limb from z = 0 up to where the limb begins,
-    unless the scanner saw the skin there (the arch of a foot hanging free).
+    unless the scanner saw the skin there (the arch of a foot hanging free;
+    never when ``sole_unseen``: the lowest skin seen is then the sides' rim).
     Under the toes (ahead of ``params.toes_from_share``
     of ``foot_length``) every column is limb down to the floor, seen or not,
     and between them up to the lower of the neighbouring toes' tops: the toes
@@ -404,6 +411,7 @@ def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
     bottom = np.stack([axes[0][ii], axes[1][jj], z[first[ii, jj]]], axis=1)
     seen = np.isfinite(tree.query(bottom, distance_upper_bound=params.filled_distance_mm)[0])
     seen &= bottom[:, 2] > params.sole_seen_above_mm
+    seen &= not sole_unseen
     if foot_length is not None:
         seen &= bottom[:, 0] < params.toes_from_share * foot_length
     for i, j, f in zip(ii[~seen], jj[~seen], first[ii[~seen], jj[~seen]]):

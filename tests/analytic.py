@@ -115,6 +115,14 @@ def floor_points(limb: AnalyticLimb, density: float, rng: np.random.Generator,
     return np.c_[xy, np.zeros(len(xy))]
 
 
+def sole_points(limb: AnalyticLimb, density: float, rng: np.random.Generator) -> np.ndarray:
+    """Points on the foot's flat sole (its ellipse on z = 0), about ``density`` per mm²."""
+    half = np.array([limb.foot_length / 2, limb.foot_width / 2])
+    n = int(np.pi * half[0] * half[1] * density)
+    r, t = np.sqrt(rng.uniform(0, 1, n)), rng.uniform(0, 2 * np.pi, n)
+    return np.c_[half[0] * (1 + r * np.cos(t)), half[1] * r * np.sin(t), np.zeros(n)]
+
+
 def rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
     """Proper rotation (3, 3) about ``axis`` by ``degrees``."""
     axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
@@ -140,9 +148,10 @@ def placement(*, up: str, yaw_deg: float, shift_mm: np.ndarray) -> np.ndarray:
 
 def scan_points(limb: AnalyticLimb, *, up: str = "z", units: str = "mm",
                 yaw_deg: float = 30.0, shift_mm=(120.0, -40.0, 15.0), density: float = 0.6,
-                noise_mm: float = 0.2, floor: bool = True, seed: int = 0
+                noise_mm: float = 0.2, floor: bool = True, sole: bool = False, seed: int = 0
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """A raw scan of ``limb`` in a scanner's frame and units.
+    """A raw scan of ``limb`` in a scanner's frame and units; ``sole`` adds the
+    flat sole, as a scanner that sees the foot from below records it.
 
     Returns the points (n, 3) and the 4×4 transform from the limb's frame
     (mm) to the scan's frame (scan units).
@@ -151,6 +160,8 @@ def scan_points(limb: AnalyticLimb, *, up: str = "z", units: str = "mm",
     pts = limb.surface_points(density, rng)
     if floor:
         pts = np.vstack([pts, floor_points(limb, density / 2, rng)])
+    if sole:
+        pts = np.vstack([pts, sole_points(limb, density, rng)])
     pts = pts + rng.normal(0, noise_mm, pts.shape)
     place = placement(up=up, yaw_deg=yaw_deg, shift_mm=np.asarray(shift_mm, dtype=float))
     scale = {"mm": 1.0, "m": 1e-3, "in": 1 / 25.4}[units]

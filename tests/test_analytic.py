@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from orthofit import CannotServeError, IntakeOptions, RawScan, run_intake
-from tests.analytic import AnalyticLimb, scan_points
+from orthofit.design import run_design
+from orthofit.params import FrameParams
+from orthofit.prescription import Prescription
+from tests.analytic import AnalyticLimb, scan_points, sole_points
 
 # Points of the limb's own frame that the recovered device frame must put back.
 PROBES = np.array([[0, 0, 0], [240, 0, 0], [70, 0, 380], [70, 38, 200], [120, -40, 30]], float)
@@ -104,14 +107,42 @@ def test_side_is_detected_from_the_malleoli(side):
     assert (result.side.value, result.side.source) == (side, "detected")
 
 
-def test_scan_without_floor_stands_on_its_support_plane():
+def test_scan_without_floor_stands_on_its_scanned_sole():
     limb = AnalyticLimb(side="left")
-    points, to_scan = scan_points(limb, up="z", floor=False, yaw_deg=50.0, seed=3)
+    points, to_scan = scan_points(limb, up="z", floor=False, sole=True, yaw_deg=50.0, seed=3)
     result = _intake(points, side="left", up="z")
     limb_to_device = result.scan_to_device @ to_scan
     back = PROBES @ limb_to_device[:3, :3].T + limb_to_device[:3, 3]
     assert np.abs(back - PROBES).max() < TOLERANCE_MM
     assert result.cleaning["floor"]["found"] is False
+    plane = result.cleaning["plantar_plane"]
+    assert plane["sole_seen"] is True and plane["lowered_mm"] == 0.0
+    assert not result.sole_unseen
+
+
+def test_an_unseen_sole_with_no_floor_is_lowered_outward_and_warned_of():
+    """Issue #16: with no floor and the sole not scanned, the support found rests
+    on the lowest rim seen; the sole is taken lower, filled in, and said so."""
+    limb = AnalyticLimb(side="left")
+    points, to_scan = scan_points(limb, up="z", floor=False, yaw_deg=50.0, seed=3)
+    result = _intake(points, side="left", up="z")
+    drop = FrameParams().unseen_sole_drop_mm
+    limb_to_device = result.scan_to_device @ to_scan
+    back = PROBES @ limb_to_device[:3, :3].T + limb_to_device[:3, 3]
+    assert np.abs(back - (PROBES + [0, 0, drop])).max() < TOLERANCE_MM
+    plane = result.cleaning["plantar_plane"]
+    assert plane["sole_seen"] is False and plane["lowered_mm"] == drop
+    assert result.sole_unseen
+    assert any("sole was not scanned" in w for w in result.warnings)
+    # The closed limb holds the whole true sole (it errs outward) and reaches the support.
+    sole = sole_points(limb, 0.01, np.random.default_rng(0)) * [0.95, 0.95, 1] + [
+        0.025 * limb.foot_length, 0, 0.5]
+    inside = result.limb.contains(sole @ limb_to_device[:3, :3].T + limb_to_device[:3, 3])
+    assert inside.all(), f"{(~inside).sum()} of {len(sole)} sole points outside"
+    assert result.limb.vertices[:, 2].min() < 1.0
+    # A foot orthosis would take its plantar surface from the guess: refused.
+    with pytest.raises(CannotServeError, match="sole was not scanned"):
+        run_design(result, Prescription(device="foot-orthosis"))
 
 
 def test_foot_only_scan_has_foot_landmarks_and_no_leg():

@@ -26,6 +26,8 @@ CASES = [
     ("mh_child6_l_floor_bk20_ply_mm_y", "smo"),
     ("mh_fatcalf_r_platform_bk50_plyascii_mm_z", "solid-afo"),
     ("mh_adult_r_floor_foot_ply_mm_z", "foot-orthosis"),
+    # no floor and the sole an open hole: the support lowered under the rim seen
+    ("mh_adult_l_floor_bk30_coarse_obj_m_y", "smo"),
 ]
 
 

@@ -107,11 +107,18 @@ def test_a_coarse_mesh_is_sampled_over_its_area():
 def test_a_meshed_scan_with_no_floor_keeps_its_foot():
     """Issue #15.3: clutter is what is not connected to the limb; the foot always is."""
     name = "mh_adult_l_floor_bk30_mesh_stl"
-    _, found = _intake(name)
+    result, found = _intake(name)
     assert found["cleaning"]["floor"]["found"] is False
     removed = found["cleaning"]["clutter"]["removed"]
     assert removed < 0.01 * found["cleaning"]["downsample"]["points_after"]
     assert abs(judge_intake(truth(name), found).foot_length_error_mm) <= 2.0
+    # Issue #16: its sole is an open hole, so the support found rests on the
+    # sides' lowest rim; it is lowered, said so, and no foot orthosis is guessed.
+    plane = found["cleaning"]["plantar_plane"]
+    assert plane["sole_seen"] is False and plane["lowered_mm"] > 0
+    assert any("sole was not scanned" in w for w in found["warnings"])
+    with pytest.raises(CannotServeError, match="sole was not scanned"):
+        run_design(result, Prescription(device="foot-orthosis"))
 
 
 def test_a_hanging_foot_is_levelled_on_its_own_sole():
@@ -120,6 +127,7 @@ def test_a_hanging_foot_is_levelled_on_its_own_sole():
     record = truth(name)
     result, found = _intake(name)
     assert found["cleaning"]["floor"]["found"] is False
+    assert found["cleaning"]["plantar_plane"]["sole_seen"] is True
     angle = found["measurements"]["ankle_angle_deg"]
     assert angle == pytest.approx(record["ankle_angle_deg"], abs=8.0)
     assert angle > 110.0
