@@ -8,6 +8,8 @@ SAMPLE ?= scans/adult_left_floor_mm_zup.ply
 OUT ?= out/demo
 # The exact versions the tests pass with (hashes included); `make lock` updates it.
 LOCK := requirements.lock
+# Test processes (pytest-xdist; a file's tests stay in one); `make test TEST_WORKERS=1` for one.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test bench samples lock openapi clean
 
@@ -32,7 +34,8 @@ test: setup
 	$(BIN)/python scripts/check-lock $(LOCK)
 	scripts/install-test-deps
 	url=$$(scripts/start-postgres) && broker=$$(scripts/start-redis) && \
-	  ORTHOFIT_TEST_POSTGRES_URL=$$url ORTHOFIT_TEST_BROKER_URL=$$broker $(BIN)/python -m pytest --durations=15
+	  ORTHOFIT_TEST_POSTGRES_URL=$$url ORTHOFIT_TEST_BROKER_URL=$$broker $(BIN)/python -m pytest \
+	  -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 bench: setup
 	scripts/install-test-deps  # Redis for the Celery run

@@ -12,13 +12,46 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from service.db import Base, connect
 from service.keys import create_key
 from tests.conftest import ROOT
 
-POSTGRES_URL = os.environ.get("ORTHOFIT_TEST_POSTGRES_URL")
+
+def _worker() -> int:
+    """This pytest-xdist worker's number (``gw3`` is 3); 0 when the suite runs in one process."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
+def _worker_postgres(url: str | None) -> str | None:
+    """The PostgreSQL database of this test worker's own, made on first use: the tests drop
+    every table of the database they use, so two workers must never share one."""
+    if url is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        return url
+    name = f"orthofit_test_gw{_worker()}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            if connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                  {"n": name}).first() is None:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return f"{url.rsplit('/', 1)[0]}/{name}"
+
+
+def broker_url(*, served: bool = True) -> str | None:
+    """The test Redis broker on a database of this worker's own (Redis has 16): one for
+    queues with workers behind them, another (``served=False``) for a queue nobody serves.
+    ``None`` where ``make test`` started no broker."""
+    url = os.environ.get("ORTHOFIT_TEST_BROKER_URL")
+    if url is None:
+        return None
+    return f"{url.rsplit('/', 1)[0]}/{2 * _worker() + (0 if served else 1)}"
+
+
+POSTGRES_URL = _worker_postgres(os.environ.get("ORTHOFIT_TEST_POSTGRES_URL"))
 
 
 def database_urls(tmp_path: Path) -> dict[str, str | None]:

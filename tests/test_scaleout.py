@@ -22,10 +22,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import run_cli
-from tests.service_helpers import POSTGRES_URL, Server, auth, make_keys, prescription, wait_for
+from tests.service_helpers import (POSTGRES_URL, Server, auth, broker_url, make_keys,
+                                   prescription, wait_for)
 from tests.test_samples import SAMPLES
 
-BROKER_URL = os.environ.get("ORTHOFIT_TEST_BROKER_URL")
+BROKER_URL = broker_url()
 SCANS = [p for p in SAMPLES if "footonly" not in p.stem][:3]
 
 

@@ -26,9 +26,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import SCANS
-from tests.service_helpers import Server, auth, fresh_database, make_keys, prescription, wait_for
+from tests.service_helpers import (Server, auth, broker_url, fresh_database, make_keys,
+                                   prescription, wait_for)
 
-BROKER_URL = os.environ.get("ORTHOFIT_TEST_BROKER_URL")
+BROKER_URL = broker_url(served=False)  # a queue of its own, no worker on it
 FOOT = SCANS / "adult_left_footonly_mm_zup.ply"
 NO_FOOT = SCANS / "residual_limb_nofoot_mm.stl"
 # Test cases per operation and phase: the eight passes take about 40 s on 2 cores.
@@ -108,8 +109,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(kind, tmp_path):
         pytest.skip("no broker: run the tests with 'make test', which starts Redis")
     import redis
 
-    broker = BROKER_URL.rsplit("/", 1)[0] + "/9"  # a queue of its own, no worker on it
-    redis.Redis.from_url(broker).flushdb()
+    redis.Redis.from_url(BROKER_URL).flushdb()
     url = fresh_database(kind, tmp_path)
     keys = make_keys(url)
     env = {"ORTHOFIT_DATA_DIR": str(tmp_path / "data"), "ORTHOFIT_DATABASE_URL": url,
@@ -129,7 +129,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(kind, tmp_path):
     finally:
         server.stop()
 
-    server = Server({**env, "ORTHOFIT_BROKER_URL": broker,
+    server = Server({**env, "ORTHOFIT_BROKER_URL": BROKER_URL,
                      # The fuzzer sends thousands of requests without a valid key.
                      "ORTHOFIT_AUTH_FAILURES_PER_MINUTE": "0"})
     try:
@@ -150,7 +150,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(kind, tmp_path):
                    for role, _ in roles}
     finally:
         server.stop()
-        redis.Redis.from_url(broker).flushdb()
+        redis.Redis.from_url(BROKER_URL).flushdb()
         if kind == "postgresql":  # the queued jobs the fuzzer left
             engine = create_engine(url)
             with engine.begin() as connection:
