@@ -246,9 +246,11 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
     # field's sign wavers beside the scan) are opened away; toes survive.
     inside = volume < 0
     volume[inside & ~ndimage.binary_opening(inside, iterations=_OPEN_CELLS)] = step
+    # The limb as the scan's field gives it, before any fill carries it down.
+    from_field = volume < 0
     # The sole as the floor held it, where the scanner did not see it.
     volume[_unseen_sole(volume < 0, faxes, points, tree, params, foot_length,
-                        sole_unseen)] = -step
+                        sole_unseen, normals)] = -step
     # Voids inside the limb, and crevices reaching up from the unseen sole,
     # are limb: nothing the scanner could not see lies under a foot that
     # stands on the floor.  With the floor counted solid they are enclosed.
@@ -283,6 +285,10 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
         # outside is much nearer than its nearest scanned point goes, if that
         # leaves fewer handles; elsewhere nothing is taken away.
         trimmed = closed & ~_unscanned_surface(closed, faxes, tree, cut, params)
+        # The sole was filled down under that surface (the toes close to the
+        # floor whatever was seen): where it goes, so does the fill beneath it,
+        # or a shelf of sole no scan shows is left in front of the toes.
+        trimmed &= ~_filled_under_lost(from_field, trimmed, faxes[2])
         trimmed = ndimage.binary_opening(trimmed, iterations=_OPEN_CELLS)
         again = _surface_of(np.where(trimmed, np.minimum(volume, -step),
                                      np.maximum(volume, step)), lo, step, coarse)
@@ -297,6 +303,18 @@ def close_limb(points: np.ndarray, normals: np.ndarray, cut: CutPlane | float,
              len(mesh.vertices), int(filled.sum()), mesh.is_watertight, handles)
     return ClosedLimb(mesh=mesh, filled=filled, top_z=_whole_below(mesh, cut, step), cut=cut,
                       genus=handles)
+
+
+def _filled_under_lost(field: np.ndarray, kept: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Nodes filled in (not in ``field``) below a column's lowest field node above
+    the floor, in the columns where ``kept`` has lost that node: the sole
+    carried down under limb that is no longer there."""
+    z0 = int(np.flatnonzero(z > 0)[0])
+    above = field[:, :, z0:]
+    first = z0 + np.argmax(above, axis=2)
+    lost = above.any(axis=2) & ~np.take_along_axis(kept, first[:, :, None], axis=2)[:, :, 0]
+    below = np.arange(field.shape[2])[None, None, :] < first[:, :, None]
+    return lost[:, :, None] & below & ~field
 
 
 def _unscanned_surface(solid: np.ndarray, axes: list[np.ndarray], tree: cKDTree,
@@ -356,7 +374,8 @@ def _surface_of(volume: np.ndarray, lo: np.ndarray, step: float,
 def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
                  tree: cKDTree, params: SurfaceParams,
                  foot_length: float | None = None,
-                 sole_unseen: bool = False) -> np.ndarray:
+                 sole_unseen: bool = False,
+                 normals: np.ndarray | None = None) -> np.ndarray:
     """Grid nodes to add under the foot: the unseen sole closed flat on z = 0.
 
     A standing foot's sole touches the floor, and the lowest few millimetres
@@ -368,8 +387,11 @@ def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
     never pulled in: every column where the limb begins low (within
     ``params.sole_bulge_mm`` above the band, so the sides that bulge over the
     lowest sections too) is limb from z = 0 up to where the limb begins,
-    unless the scanner saw the skin there (the arch of a foot hanging free;
-    never when ``sole_unseen``: the lowest skin seen is then the sides' rim).
+    unless the scanner saw the skin there facing the floor (the arch of a foot
+    hanging free; never when ``sole_unseen``: the lowest skin seen is then the
+    sides' rim; and never skin seen facing up or level, given ``normals``: that is
+    a wall seen above a notch the field left, as at the back of a heel whose
+    lowest few millimetres were not scanned, and what lies under it was not seen).
     Under the toes (ahead of ``params.toes_from_share``
     of ``foot_length``) every column is limb down to the floor, seen or not,
     and between them up to the lower of the neighbouring toes' tops: the toes
@@ -409,7 +431,10 @@ def _unseen_sole(inside: np.ndarray, axes: list[np.ndarray], points: np.ndarray,
     begins_low = has & (z[first] <= params.sole_band_mm + params.sole_bulge_mm)
     ii, jj = np.nonzero(begins_low)
     bottom = np.stack([axes[0][ii], axes[1][jj], z[first[ii, jj]]], axis=1)
-    seen = np.isfinite(tree.query(bottom, distance_upper_bound=params.filled_distance_mm)[0])
+    gap, nearest = tree.query(bottom, distance_upper_bound=params.filled_distance_mm)
+    seen = np.isfinite(gap)
+    if normals is not None:
+        seen[seen] &= normals[nearest[seen], 2] < 0.0
     seen &= bottom[:, 2] > params.sole_seen_above_mm
     seen &= not sole_unseen
     if foot_length is not None:

@@ -28,6 +28,11 @@ CASES = [
     ("mh_adult_r_floor_foot_ply_mm_z", "foot-orthosis"),
     # no floor and the sole an open hole: the support lowered under the rim seen
     ("mh_adult_l_floor_bk30_coarse_obj_m_y", "smo"),
+    # the back of the heel unseen below a wall seen above it: filled to the floor
+    ("mh_child4_r_floor_knee_xyz_m_y", "smo"),
+    # the toes' lowest 8 mm unseen, and the field's blob in front of them trimmed
+    # with the sole filled under it: no shelf, no handles at the footplate's end
+    ("mh_fatcalf_l_floor_bk40_pcd_m_y", "smo"),
 ]
 
 
