@@ -4,8 +4,10 @@ Shared by ``tests/test_zoo_fit.py`` (a few cases in CI) and
 ``bench/bench_zoo_fit.py`` (the whole zoo).  The design runs on orthofit's
 own intake of the scan; the true skin is moved into the device frame by the
 ``scan_to_device`` orthofit reports, never by anything orthofit built.  A
-design whose ankle was turned by a correction is not judged here: its true
-skin would have to be turned the same way.
+design whose ankle a correction turned (a hanging foot designed at 90°, or a
+recipe's ankle angle) is judged against the true skin turned the same way,
+from the numbers its report gives (``tests.zoo.fit.turned_at_ankle``): the
+patient's shank held at the prescribed angle.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from typing import Any
 
 from orthofit import IntakeOptions, OrthofitError, inspect_file
 
-from tests.zoo.fit import fit_against_truth, skin_in_device
+from tests.zoo.fit import fit_against_truth, skin_in_device, turned_at_ankle
 from tests.zoo.generate import scan_path
 
 __all__ = ["design_and_fit"]
 
 
-def design_and_fit(name: str, device: str, intake=None) -> dict[str, Any]:
-    """Design ``device`` (a device type, stiffness off) on zoo case ``name`` and judge
-    its fit on the true skin; one row (``refused`` holds a refusal's message)."""
+def design_and_fit(name: str, device: str, intake=None, rx=None) -> dict[str, Any]:
+    """Design ``device`` (a device type, stiffness off) on zoo case ``name``, or the
+    prescription ``rx`` (a recipe) labelled ``device``, and judge its fit on the true
+    skin; one row (``refused`` holds a refusal's message)."""
     from orthofit.design import run_design
     from orthofit.prescription import Prescription
 
@@ -31,7 +34,7 @@ def design_and_fit(name: str, device: str, intake=None) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         intake = intake or inspect_file(scan_path(name), IntakeOptions())
-        rx = Prescription(device=device, predict_stiffness=False)
+        rx = rx or Prescription(device=device, predict_stiffness=False)
         result = run_design(intake, rx)
     except OrthofitError as exc:
         row.update(refused=str(exc), exit_code=exc.exit_code)
@@ -39,10 +42,12 @@ def design_and_fit(name: str, device: str, intake=None) -> dict[str, Any]:
     turned = result.corrections.get("ankle_angle")
     row["checks_failed"] = [k for k, v in result.checks.items() if not v["passed"]]
     row["warnings"] = result.all_warnings
-    if turned:
-        row["not_judged"] = "the ankle was turned by a correction"
-        return row
     skin = skin_in_device(name, intake.scan_to_device)
+    if turned and turned["turn_deg"] != 0.0:
+        skin = turned_at_ankle(skin, axis_point=turned["axis_point_mm"],
+                               axis_direction=turned["axis_direction"],
+                               degrees=turned["turn_deg"], blend_mm=turned["blend_mm"])
+        row["ankle_turned_deg"] = turned["turn_deg"]
     row.update(fit_against_truth(result.device, skin, clearance_mm=rx.clearance_mm,
                                  thickness_mm=rx.thickness_mm))
     row["seconds"] = round(time.perf_counter() - started, 1)

@@ -100,6 +100,39 @@ def skin_in_device(name: str, scan_to_device: np.ndarray) -> trimesh.Trimesh:
     return moved
 
 
+def turned_at_ankle(skin: trimesh.Trimesh, *, axis_point, axis_direction, degrees: float,
+                    blend_mm: float) -> trimesh.Trimesh:
+    """``skin`` with its shank turned as a design's ankle correction reports it.
+
+    The correction the orthotist prescribes holds the patient's shank at
+    another angle; the true skin is held the same way: each vertex turns
+    about the line through ``axis_point`` along ``axis_direction`` (right-hand
+    rule) by ``degrees`` times a weight easing in (a cubic with level ends)
+    from 0 at ``blend_mm`` below the axis point's height to 1 at ``blend_mm``
+    above it.  This is the turn the report's ``ankle_angle`` block describes
+    (``axis_point_mm``, ``axis_direction``, ``turn_deg``, ``blend_mm``), taken
+    from its numbers, not from the code that applied it.
+
+    >>> box = trimesh.creation.box((10.0, 10.0, 10.0))
+    >>> box = box.apply_translation([0.0, 0.0, 100.0])
+    >>> up = turned_at_ankle(box, axis_point=[0, 0, 0], axis_direction=[0, 1, 0],
+    ...                      degrees=90.0, blend_mm=30.0)
+    >>> np.round(up.centroid, 6).tolist()   # turned whole: above the blend
+    [100.0, 0.0, 0.0]
+    """
+    point = np.asarray(axis_point, dtype=np.float64)
+    axis = np.asarray(axis_direction, dtype=np.float64)
+    axis = axis / np.linalg.norm(axis)
+    v = np.asarray(skin.vertices, dtype=np.float64)
+    t = np.clip((v[:, 2] - point[2] + blend_mm) / (2.0 * blend_mm), 0.0, 1.0)
+    angle = np.radians(degrees) * t * t * (3.0 - 2.0 * t)
+    rel = v - point
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    along = (rel @ axis)[:, None] * axis
+    turned = point + rel * cos + np.cross(axis, rel) * sin + along * (1.0 - cos)
+    return trimesh.Trimesh(turned, np.asarray(skin.faces), process=False)
+
+
 def _scene(mesh: trimesh.Trimesh) -> o3d.t.geometry.RaycastingScene:
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
