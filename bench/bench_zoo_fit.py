@@ -56,7 +56,7 @@ def main() -> None:
             row = design_and_fit(name, device, intake, rx)
             rows.append(row)
             print(name, device, {k: row.get(k) for k in (
-                "max_penetration_mm", "clearance_median_mm", "genus", "refused",
+                "max_penetration_mm", "deepest_at_mm", "clearance_median_mm", "genus", "refused",
                 "ankle_turned_deg", "checks_failed")}, file=sys.stderr, flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "zoo_fit.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")

@@ -160,6 +160,7 @@ def fit_against_truth(device: trimesh.Trimesh, skin_device: trimesh.Trimesh, *,
     - ``inside_share``: share of the device's vertices inside the skin (signed
       distance < 0, see the module docstring for the sign);
     - ``max_penetration_mm``: depth of the deepest device vertex inside the skin, 0 if none;
+      ``deepest_at_mm``: where that vertex is (None if none);
     - ``clearance_median_mm``, ``clearance_p5_mm``: median and 5th percentile of the
       signed distance to the skin of the device's *contact region*: of ``SAMPLES``
       seeded, area-uniform samples of the device surface, those (1) whose face normal
@@ -216,6 +217,8 @@ def fit_against_truth(device: trimesh.Trimesh, skin_device: trimesh.Trimesh, *,
     return {
         "inside_share": float(inside.mean()),
         "max_penetration_mm": float(max(0.0, -sd_vertices.min())),
+        "deepest_at_mm": (np.round(device.vertices[int(np.argmin(sd_vertices))], 1).tolist()
+                          if inside.any() else None),
         "clearance_median_mm": float(np.median(values)) if len(values) else None,
         "clearance_p5_mm": float(np.percentile(values, 5)) if len(values) else None,
         "contact_samples": int(len(values)),
