@@ -320,6 +320,18 @@ def _band(limb: trimesh.Trimesh, distance: "LimbDistance", trim: Field, plates: 
     return lo, band
 
 
+def _drop_specks(mesh: trimesh.Trimesh) -> None:
+    """Drop, in place, the bodies under ``_SPECK_SHARE`` of the largest one's
+    triangles: specks of marching cubes.  A second real body stays, for the
+    single-body check to report."""
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency,
+                                                      node_count=len(mesh.faces))
+    sizes = np.bincount(labels)
+    if len(sizes) > 1:
+        mesh.update_faces(sizes[labels] >= _SPECK_SHARE * sizes.max())
+        mesh.remove_unreferenced_vertices()
+
+
 def _band_distance(distance: "LimbDistance", band: np.ndarray, lo: np.ndarray,
                    step: float, params: ShellParams) -> np.ndarray:
     """Signed distance (mm) to the limb at the band's nodes, in the band's order.
@@ -403,14 +415,7 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     verts, faces, _, _ = marching_cubes(volume, level=0.0, spacing=(step, step, step))
     mesh = trimesh.Trimesh(verts + lo, faces, process=True)
     mesh.remove_unreferenced_vertices()
-    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency,
-                                                      node_count=len(mesh.faces))
-    sizes = np.bincount(labels)
-    if len(sizes) > 1:
-        # Specks of marching cubes go; a second real body stays, for the
-        # single-body check to report.
-        mesh.update_faces(sizes[labels] >= _SPECK_SHARE * sizes.max())
-        mesh.remove_unreferenced_vertices()
+    _drop_specks(mesh)
     if mesh.volume < 0:
         mesh.invert()
     # Marching cubes leaves a grid's roughness on the faces; Taubin smoothing
@@ -421,6 +426,9 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     trimesh.smoothing.filter_taubin(mesh, iterations=params.smoothing_iterations)
     mesh.vertices = _onto_level(np.asarray(mesh.vertices), volume, lo, step, params)
     mesh = _simplify_without_crossings(mesh, raw, params)
+    # A sliver of marching cubes hanging by a thread at a trim edge can come
+    # loose in the decimation: it goes too.
+    _drop_specks(mesh)
     # Checks run on exactly what the files hold: STL stores float32.
     mesh.vertices = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64)
     log.info("shell: %d triangles, volume %.0f mm³", len(mesh.faces), mesh.volume)
