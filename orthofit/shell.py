@@ -427,7 +427,7 @@ def build_shell(limb: trimesh.Trimesh, trim: Field, *, clearance: float, thickne
     mesh.vertices = _onto_level(np.asarray(mesh.vertices), volume, lo, step, params)
     mesh = _simplify_without_crossings(mesh, raw, params)
     # A sliver of marching cubes hanging by a thread at a trim edge can come
-    # loose in the decimation: it goes too.
+    # loose in the smoothing or the decimation: it goes too.
     _drop_specks(mesh)
     # Checks run on exactly what the files hold: STL stores float32.
     mesh.vertices = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64)
