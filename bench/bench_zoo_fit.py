@@ -31,6 +31,8 @@ from tests.zoo.generate import scan_path
 
 from bench.bench_zoo import RESULTS
 
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,7 +43,7 @@ def main() -> None:
     names = list(CI_SUBSET) if args.ci else [c.name for c in CASES]
     designs = [(device, None) for device in args.devices.split(",")]
     if args.recipes:
-        for path in sorted(Path("recipes").glob("*.yaml")):
+        for path in sorted(RECIPES.glob("*.yaml")):
             rx = Prescription.model_validate(read_prescription_file(path))
             designs.append((f"recipe {path.stem}", rx.model_copy(update={
                 "predict_stiffness": False})))
